@@ -1,0 +1,308 @@
+//! The transformer encoder shared by both towers (HF `CLIPEncoder`), with attention computed
+//! per head so each head's Q/V projection, output gate and output are reachable.
+
+use ahp_spec::Activation;
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::error::{ModelError, Result};
+use crate::heads::{gates_from_logits, HeadHooks};
+use crate::nn::{activate, softmax_last_dim, LayerNorm};
+
+/// Shape parameters of an encoder (taken from the text or vision config).
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderShape {
+    /// Width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Heads per block.
+    pub num_heads: usize,
+    /// Number of blocks.
+    pub num_layers: usize,
+    /// MLP activation.
+    pub act: Activation,
+    /// LayerNorm epsilon.
+    pub eps: f64,
+}
+
+/// HF `CLIPAttention` (`self_attn.{q,k,v,out}_proj`), evaluated head by head.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+/// Output of one attention call.
+#[derive(Debug, Clone)]
+pub struct AttentionOutput {
+    /// After `out_proj`: `[B, N, D]`.
+    pub output: Tensor,
+    /// Gated per-head outputs before `out_proj`: `[B, H, N, d_head]`.
+    pub heads: Tensor,
+}
+
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+    candle_nn::linear(in_dim, out_dim, vb)
+}
+
+impl Attention {
+    /// Loads the four projections from `vb` (HF names `q_proj`, `k_proj`, `v_proj`,
+    /// `out_proj`).
+    pub fn new(vb: VarBuilder, shape: &EncoderShape) -> candle_core::Result<Self> {
+        let d = shape.hidden_size;
+        Ok(Self {
+            q_proj: linear(d, d, vb.pp("q_proj"))?,
+            k_proj: linear(d, d, vb.pp("k_proj"))?,
+            v_proj: linear(d, d, vb.pp("v_proj"))?,
+            out_proj: linear(d, d, vb.pp("out_proj"))?,
+            num_heads: shape.num_heads,
+            head_dim: d / shape.num_heads,
+        })
+    }
+
+    /// The Q projection.
+    pub fn q_proj(&self) -> &Linear {
+        &self.q_proj
+    }
+    /// The K projection.
+    pub fn k_proj(&self) -> &Linear {
+        &self.k_proj
+    }
+    /// The V projection.
+    pub fn v_proj(&self) -> &Linear {
+        &self.v_proj
+    }
+    /// The output projection.
+    pub fn out_proj(&self) -> &Linear {
+        &self.out_proj
+    }
+    /// Heads.
+    pub fn num_heads(&self) -> usize {
+        self.num_heads
+    }
+    /// Width of a head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// `[B, N, H*dh] -> [B, H, N, dh]`
+    fn split_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, n, _) = x.dims3()?;
+        x.reshape((b, n, self.num_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// Attention over `x` `[B, N, D]`. `mask` is an additive mask broadcastable to
+    /// `[B, H, N, N]` (0 where attending is allowed, a large negative value elsewhere).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        hooks: &HeadHooks,
+    ) -> Result<AttentionOutput> {
+        let (b, n, d) = x.dims3()?;
+        let mut q = self.q_proj.forward(x)?;
+        if let Some(lr) = &hooks.q {
+            check_hook(lr.num_heads(), lr.head_dim(), self, "q")?;
+            q = (q + lr.forward_delta(x)?)?;
+        }
+        let k = self.k_proj.forward(x)?;
+        let mut v = self.v_proj.forward(x)?;
+        if let Some(lr) = &hooks.v {
+            check_hook(lr.num_heads(), lr.head_dim(), self, "v")?;
+            v = (v + lr.forward_delta(x)?)?;
+        }
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let q = self.split_heads(&q)?;
+        let k = self.split_heads(&k)?;
+        let v = self.split_heads(&v)?;
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = softmax_last_dim(&scores)?;
+        let mut heads = probs.matmul(&v)?; // [B, H, N, dh]
+        if let Some(logits) = &hooks.gate_logits {
+            let g = gates_from_logits(logits)?;
+            if g.dims1()? != self.num_heads {
+                return Err(ModelError::Input(format!(
+                    "gate_logits has {} entries, the block has {} heads",
+                    g.dims1()?,
+                    self.num_heads
+                )));
+            }
+            heads = heads.broadcast_mul(&g.reshape((1, self.num_heads, 1, 1))?)?;
+        }
+        let merged = heads.transpose(1, 2)?.reshape((b, n, d))?;
+        let output = self.out_proj.forward(&merged)?;
+        Ok(AttentionOutput { output, heads })
+    }
+}
+
+fn check_hook(h: usize, dh: usize, attn: &Attention, which: &str) -> Result<()> {
+    if h != attn.num_heads || dh != attn.head_dim {
+        return Err(ModelError::Input(format!(
+            "{which} low-rank delta has {h} heads of width {dh}, the block has {} heads of width {}",
+            attn.num_heads, attn.head_dim
+        )));
+    }
+    Ok(())
+}
+
+/// HF `CLIPMLP` (`mlp.fc1`, `mlp.fc2`).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    /// Loads `fc1` and `fc2` from `vb`.
+    pub fn new(vb: VarBuilder, shape: &EncoderShape) -> candle_core::Result<Self> {
+        Ok(Self {
+            fc1: linear(shape.hidden_size, shape.intermediate_size, vb.pp("fc1"))?,
+            fc2: linear(shape.intermediate_size, shape.hidden_size, vb.pp("fc2"))?,
+            act: shape.act,
+        })
+    }
+
+    /// `fc2(act(fc1(x)))`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2
+            .forward(&activate(self.act, &self.fc1.forward(x)?)?)
+    }
+
+    /// First linear layer.
+    pub fn fc1(&self) -> &Linear {
+        &self.fc1
+    }
+    /// Second linear layer.
+    pub fn fc2(&self) -> &Linear {
+        &self.fc2
+    }
+    /// Activation.
+    pub fn act(&self) -> Activation {
+        self.act
+    }
+}
+
+/// HF `CLIPEncoderLayer`: pre-norm attention and MLP with residuals.
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    layer_norm1: LayerNorm,
+    self_attn: Attention,
+    layer_norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl EncoderLayer {
+    /// Loads one block from `vb` (`layer_norm1`, `self_attn`, `layer_norm2`, `mlp`).
+    pub fn new(vb: VarBuilder, shape: &EncoderShape) -> candle_core::Result<Self> {
+        Ok(Self {
+            layer_norm1: LayerNorm::new(shape.hidden_size, shape.eps, vb.pp("layer_norm1"))?,
+            self_attn: Attention::new(vb.pp("self_attn"), shape)?,
+            layer_norm2: LayerNorm::new(shape.hidden_size, shape.eps, vb.pp("layer_norm2"))?,
+            mlp: Mlp::new(vb.pp("mlp"), shape)?,
+        })
+    }
+
+    /// The attention module.
+    pub fn self_attn(&self) -> &Attention {
+        &self.self_attn
+    }
+    /// The first LayerNorm.
+    pub fn layer_norm1(&self) -> &LayerNorm {
+        &self.layer_norm1
+    }
+    /// The second LayerNorm.
+    pub fn layer_norm2(&self) -> &LayerNorm {
+        &self.layer_norm2
+    }
+    /// The MLP.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
+    }
+
+    /// One block; returns the new hidden states and the gated per-head outputs.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        hooks: &HeadHooks,
+    ) -> Result<(Tensor, Tensor)> {
+        let attn = self
+            .self_attn
+            .forward(&self.layer_norm1.forward(x)?, mask, hooks)?;
+        let x = (x + attn.output)?;
+        let x = (&x + self.mlp.forward(&self.layer_norm2.forward(&x)?)?)?;
+        Ok((x, attn.heads))
+    }
+}
+
+/// HF `CLIPEncoder` (`layers.{i}`).
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+/// Output of the encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    /// Final hidden states `[B, N, D]`.
+    pub hidden: Tensor,
+    /// Per block, the gated per-head outputs `[B, H, N, d_head]` (empty unless requested).
+    pub heads: Vec<Tensor>,
+}
+
+impl Encoder {
+    /// Loads `shape.num_layers` blocks from `vb.pp("layers")`.
+    pub fn new(vb: VarBuilder, shape: &EncoderShape) -> candle_core::Result<Self> {
+        let vb = vb.pp("layers");
+        let layers = (0..shape.num_layers)
+            .map(|i| EncoderLayer::new(vb.pp(i), shape))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// The blocks.
+    pub fn layers(&self) -> &[EncoderLayer] {
+        &self.layers
+    }
+
+    /// Runs every block. `hooks` is empty (plain CLIP) or has one entry per block;
+    /// `collect_heads` keeps the per-head outputs of every block.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        hooks: &[HeadHooks],
+        collect_heads: bool,
+    ) -> Result<EncoderOutput> {
+        if !hooks.is_empty() && hooks.len() != self.layers.len() {
+            return Err(ModelError::Input(format!(
+                "{} hook sets given for {} blocks",
+                hooks.len(),
+                self.layers.len()
+            )));
+        }
+        let none = HeadHooks::default();
+        let mut x = x.clone();
+        let mut heads = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = hooks.get(i).unwrap_or(&none);
+            let (next, head_out) = layer.forward(&x, mask, h)?;
+            x = next;
+            if collect_heads {
+                heads.push(head_out);
+            }
+        }
+        Ok(EncoderOutput { hidden: x, heads })
+    }
+}

@@ -1,0 +1,61 @@
+//! Small building blocks: a LayerNorm that is differentiable (candle-nn's fused CPU kernel has
+//! no backward pass) but uses the fused kernel when no gradient is tracked, and the MLP
+//! activations.
+
+use ahp_spec::Activation;
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+
+/// LayerNorm over the last dimension with weight and bias, as `torch.nn.LayerNorm`.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `weight` and `bias` (both `[size]`) from `vb`.
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps,
+        })
+    }
+
+    /// Normalizes `x` over its last dimension.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if !x.track_op() && x.is_contiguous() {
+            return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
+        let n = x.dim(D::Minus1)? as f64;
+        let mean = (x.sum_keepdim(D::Minus1)? / n)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = (centered.sqr()?.sum_keepdim(D::Minus1)? / n)?;
+        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Applies an MLP activation.
+pub fn activate(act: Activation, x: &Tensor) -> candle_core::Result<Tensor> {
+    match act {
+        Activation::QuickGelu => x.broadcast_mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+/// Softmax over the last dimension that is differentiable (composed of primitive ops) when a
+/// gradient is tracked, and uses candle's fused kernel otherwise.
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.track_op() && x.is_contiguous() {
+        candle_nn::ops::softmax_last_dim(x)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}

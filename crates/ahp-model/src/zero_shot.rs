@@ -1,0 +1,126 @@
+//! Zero-shot classification: normalized text embeddings of a prompt per class; logits are
+//! `exp(logit_scale) * cosine`, equal to transformers' `logits_per_image` for those prompts.
+
+use candle_core::{Tensor, D};
+
+use crate::clip::{l2_normalize, ClipModel};
+use crate::error::{ModelError, Result};
+use crate::heads::HeadHooks;
+use crate::tokenizer::ClipTokenizer;
+
+/// CLIP's default prompt template.
+pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+
+/// Fills `template`'s `{}` with `label`.
+pub fn prompt(template: &str, label: &str) -> Result<String> {
+    if template.matches("{}").count() != 1 {
+        return Err(ModelError::Input(format!(
+            "template `{template}` must contain exactly one `{{}}` placeholder"
+        )));
+    }
+    Ok(template.replace("{}", label))
+}
+
+/// A zero-shot classifier head: `[C, P]` normalized class embeddings and the logit scale.
+#[derive(Debug, Clone)]
+pub struct ZeroShotClassifier {
+    labels: Vec<String>,
+    template: String,
+    class_embeds: Tensor,
+    logit_scale: f32,
+}
+
+/// One image's ranked predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// `(label, probability)` pairs, most probable first.
+    pub top: Vec<(String, f32)>,
+}
+
+impl ZeroShotClassifier {
+    /// Embeds `template` filled with each label.
+    pub fn new(
+        model: &ClipModel,
+        tokenizer: &ClipTokenizer,
+        labels: &[String],
+        template: &str,
+    ) -> Result<Self> {
+        if labels.is_empty() {
+            return Err(ModelError::Input("no class labels given".into()));
+        }
+        if let Some(dup) = labels
+            .iter()
+            .enumerate()
+            .find(|(i, l)| labels[..*i].contains(l))
+            .map(|(_, l)| l)
+        {
+            return Err(ModelError::Input(format!(
+                "class label `{dup}` is given twice"
+            )));
+        }
+        let prompts = labels
+            .iter()
+            .map(|l| prompt(template, l))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = tokenizer.encode_batch(&prompts)?;
+        let class_embeds = l2_normalize(&model.text_features(&batch)?)?;
+        Ok(Self {
+            labels: labels.to_vec(),
+            template: template.to_string(),
+            class_embeds,
+            logit_scale: model.logit_scale()?,
+        })
+    }
+
+    /// The labels, in logit order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+    /// The prompt template.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+    /// Normalized class embeddings `[C, P]`.
+    pub fn class_embeds(&self) -> &Tensor {
+        &self.class_embeds
+    }
+    /// The raw logit scale (before `exp`).
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// Logits `[B, C]` for unnormalized image embeddings `[B, P]`.
+    pub fn logits(&self, image_embeds: &Tensor) -> Result<Tensor> {
+        let e = l2_normalize(image_embeds)?;
+        Ok((e.matmul(&self.class_embeds.t()?)? * f64::from(self.logit_scale).exp())?)
+    }
+
+    /// Logits `[B, C]` for a pixel batch through `model` (with optional per-head hooks).
+    pub fn logits_for_pixels(
+        &self,
+        model: &ClipModel,
+        pixel_values: &Tensor,
+        hooks: &[HeadHooks],
+    ) -> Result<Tensor> {
+        self.logits(&model.image_features(pixel_values, hooks, false)?.embeds)
+    }
+
+    /// Softmax over classes and the `top_k` labels per image.
+    pub fn predict(&self, logits: &Tensor, top_k: usize) -> Result<Vec<Prediction>> {
+        let probs = candle_nn::ops::softmax(logits, D::Minus1)?.to_vec2::<f32>()?;
+        Ok(probs
+            .into_iter()
+            .map(|row| {
+                let mut idx: Vec<usize> = (0..row.len()).collect();
+                idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+                Prediction {
+                    top: idx
+                        .into_iter()
+                        .take(top_k.max(1))
+                        .map(|i| (self.labels[i].clone(), row[i]))
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+}

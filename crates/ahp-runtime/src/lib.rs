@@ -1,0 +1,7 @@
+//! # ahp-runtime (skeleton)
+//!
+//! Embedded inference of exported ahp models with ONNX Runtime. Not implemented yet (tracked
+//! by the ahp-runtime issue); this crate currently only fixes its place in the dependency graph:
+//! it depends on [`ahp_spec`] for preprocessing and the I/O contract, and never on candle.
+
+pub use ahp_spec::{io, preprocess};

@@ -1,0 +1,53 @@
+//! Error type of the spec crate.
+
+use std::path::PathBuf;
+
+/// Errors raised while reading configs or preprocessing images. Every variant names the file
+/// (or the in-memory source) it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// A file could not be read.
+    #[error("{path}: cannot read file: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON config could not be parsed or is missing a required key.
+    #[error("{path}: invalid config: {message}")]
+    Config {
+        /// The config file (or a description of the source).
+        path: PathBuf,
+        /// What is wrong (serde's message names the key, line and column).
+        message: String,
+    },
+    /// An image could not be decoded.
+    #[error("{source_name}: {message}")]
+    Image {
+        /// The image file or a description of the in-memory source.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl SpecError {
+    pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn image(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Image {
+            source_name: source_name.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, SpecError>;

@@ -1,0 +1,22 @@
+//! # ahp-spec
+//!
+//! The contract every ahp crate agrees on, with no ML framework dependency:
+//!
+//! * [`config`]: serde types for the Hugging Face `config.json` of a `CLIPModel`, with
+//!   transformers' defaults where a key is absent;
+//! * [`preprocess`]: the one CLIP image preprocessing implementation (decode, RGB conversion,
+//!   bicubic shortest-side resize, center crop, rescale, normalize) used by training, the ONNX
+//!   Runtime crate and the browser crate, so their outputs agree;
+//! * [`io`]: ONNX input/output names and `ahp.*` metadata keys;
+//! * [`tolerance`]: the named numeric tolerances tests and validators use.
+
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod preprocess;
+pub mod resample;
+pub mod tolerance;
+
+pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
+pub use error::SpecError;
+pub use preprocess::{PreprocessConfig, Preprocessed};
