@@ -65,30 +65,58 @@ impl Checkpoint {
         Self::from_hf_cache(spec)
     }
 
-    /// The Hugging Face hub cache directory in use.
-    pub fn hf_cache_dir() -> PathBuf {
-        match std::env::var_os("HF_HUB_CACHE").or_else(|| std::env::var_os("HUGGINGFACE_HUB_CACHE"))
-        {
-            Some(dir) => PathBuf::from(dir),
-            None => hf_hub::Cache::from_env().path().clone(),
-        }
+    /// The Hugging Face hub cache directory, as `huggingface_hub` finds it: `$HF_HUB_CACHE`,
+    /// `$HUGGINGFACE_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`, then
+    /// `~/.cache/huggingface/hub`.
+    pub fn hf_cache_dir() -> Option<PathBuf> {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        var("HF_HUB_CACHE")
+            .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
+            .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
+            .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
+            .or_else(|| var("HOME").map(|h| h.join(".cache/huggingface/hub")))
     }
 
     /// Resolves a repo id in the local Hugging Face cache (no network).
     pub fn from_hf_cache(spec: &str) -> Result<Self> {
+        let dir = Self::hf_cache_dir().ok_or_else(|| ModelError::Checkpoint {
+            path: PathBuf::from(spec),
+            message: "cannot locate the Hugging Face cache (set HF_HUB_CACHE or HF_HOME)".into(),
+        })?;
+        Self::from_hf_cache_in(&dir, spec)
+    }
+
+    /// Resolves a repo id (`owner/name` or `owner/name@revision`) in the Hugging Face hub cache
+    /// at `cache_dir` (the directory holding `models--owner--name/`).
+    pub fn from_hf_cache_in(cache_dir: &Path, spec: &str) -> Result<Self> {
         let (repo_id, revision) = match spec.split_once('@') {
             Some((r, rev)) => (r, rev),
             None => (spec, "main"),
         };
-        let cache_dir = Self::hf_cache_dir();
+        let cache_dir = cache_dir.to_path_buf();
         let cache = hf_hub::Cache::new(cache_dir.clone());
         let repo = hf_hub::Repo::with_revision(
             repo_id.to_string(),
             hf_hub::RepoType::Model,
             revision.to_string(),
         );
-        let config = cache.repo(repo).get(files::CONFIG).ok_or_else(|| ModelError::Checkpoint {
-            path: cache_dir.join(format!("models--{}", repo_id.replace('/', "--"))),
+        let repo_dir = cache_dir.join(format!("models--{}", repo_id.replace('/', "--")));
+        // A commit hash names a snapshot directly; branches and tags go through `refs/`.
+        let direct = repo_dir
+            .join("snapshots")
+            .join(revision)
+            .join(files::CONFIG);
+        let config = if direct.is_file() {
+            Some(direct)
+        } else {
+            cache.repo(repo).get(files::CONFIG)
+        };
+        let config = config.ok_or_else(|| ModelError::Checkpoint {
+            path: repo_dir.clone(),
             message: format!(
                 "`{spec}` is not in the local Hugging Face cache (revision `{revision}`); ahp never downloads. \
                  Fetch it where you have network (`huggingface-cli download {repo_id}`) and copy the cache, \
