@@ -145,11 +145,17 @@ impl Attention {
     }
 }
 
+/// A delta is either per head (`H` groups of `d_head` rows, HA-LoRA) or one group spanning the
+/// whole projection (`1` group of `D` rows, plain LoRA).
 fn check_hook(h: usize, dh: usize, attn: &Attention, which: &str) -> Result<()> {
-    if h != attn.num_heads || dh != attn.head_dim {
+    let per_head = h == attn.num_heads && dh == attn.head_dim;
+    let whole = h == 1 && dh == attn.num_heads * attn.head_dim;
+    if !per_head && !whole {
         return Err(ModelError::Input(format!(
-            "{which} low-rank delta has {h} heads of width {dh}, the block has {} heads of width {}",
-            attn.num_heads, attn.head_dim
+            "{which} low-rank delta has {h} groups of width {dh}; the block needs {} heads of width {} (HA-LoRA) or 1 group of width {} (LoRA)",
+            attn.num_heads,
+            attn.head_dim,
+            attn.num_heads * attn.head_dim
         )));
     }
     Ok(())

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adapter;
 pub mod checkpoint;
 pub mod clip;
 pub mod encoder;
@@ -36,6 +37,7 @@ pub mod tokenizer;
 pub mod vision;
 pub mod zero_shot;
 
+pub use adapter::{load_run, read_manifest, Adapter};
 pub use checkpoint::Checkpoint;
 pub use clip::{l2_normalize, pixel_batch, ClipModel, ClipOutput, ImageFeatures, LoadedClip};
 pub use error::{ModelError, Result};

@@ -72,6 +72,29 @@ impl ZeroShotClassifier {
         })
     }
 
+    /// A classifier from precomputed parts (e.g. a run directory's `text_embeds` and
+    /// `logit_scale`); `class_embeds` `[C, P]` is normalized here.
+    pub fn from_parts(
+        labels: Vec<String>,
+        template: String,
+        class_embeds: &Tensor,
+        logit_scale: f32,
+    ) -> Result<Self> {
+        let (c, _) = class_embeds.dims2()?;
+        if c != labels.len() || c == 0 {
+            return Err(ModelError::Input(format!(
+                "{} labels for {c} class embeddings",
+                labels.len()
+            )));
+        }
+        Ok(Self {
+            labels,
+            template,
+            class_embeds: l2_normalize(class_embeds)?,
+            logit_scale,
+        })
+    }
+
     /// The labels, in logit order.
     pub fn labels(&self) -> &[String] {
         &self.labels

@@ -8,6 +8,7 @@
 //!   bicubic shortest-side resize, center crop, rescale, normalize) used by training, the ONNX
 //!   Runtime crate and the browser crate, so their outputs agree;
 //! * [`io`]: ONNX input/output names and `ahp.*` metadata keys;
+//! * [`run`]: the run directory written by training and read by the exporter;
 //! * [`tolerance`]: the named numeric tolerances tests and validators use.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod io;
 pub mod preprocess;
 pub mod resample;
+pub mod run;
 pub mod tolerance;
 
 pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};

@@ -1,0 +1,231 @@
+//! The run directory written by `ahp-train` and read by `ahp-export` and other tools.
+//!
+//! ```text
+//! run_dir/
+//!   adapter.safetensors   per-block HA-LoRA factors and gate logits, class embeddings, logit scale
+//!   run.json              this manifest (RunManifest)
+//!   metrics.jsonl         one JSON object per evaluation
+//!   report.md             per-domain accuracy table
+//! ```
+//!
+//! Tensor names in `adapter.safetensors` (block `i` of the vision tower, `H` heads, rank `r_i`,
+//! width `D`, head width `d_head`; see [`adapter_key`]):
+//! * `vision.layers.{i}.q.lora_a` `[H, r_i, D]`, `vision.layers.{i}.q.lora_b` `[H, d_head, r_i]`,
+//!   and the same for `v` — absent for blocks with rank 0. The plain-LoRA baseline (`lora`) uses
+//!   one group spanning all heads: `[1, r_i, D]` and `[1, D, r_i]`.
+//! * `vision.layers.{i}.gate_logits` `[H]` — absent when the method has no gates.
+//! * `text_embeds` `[C, P]`: L2-normalized class embeddings, in `classes` order.
+//! * `logit_scale` `[]`: the raw parameter (before `exp`).
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the adapter weights in a run directory.
+pub const ADAPTER_FILE: &str = "adapter.safetensors";
+/// File name of the manifest in a run directory.
+pub const MANIFEST_FILE: &str = "run.json";
+/// File name of the evaluation log in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// File name of the final report in a run directory.
+pub const REPORT_FILE: &str = "report.md";
+/// Current manifest format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Name of the class-embedding tensor.
+pub const TEXT_EMBEDS_KEY: &str = "text_embeds";
+/// Name of the logit-scale tensor.
+pub const LOGIT_SCALE_KEY: &str = "logit_scale";
+
+/// Which projection a low-rank delta targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Projection {
+    /// The query projection.
+    Q,
+    /// The value projection.
+    V,
+}
+
+impl Projection {
+    /// `q` or `v`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Projection::Q => "q",
+            Projection::V => "v",
+        }
+    }
+}
+
+/// Name of a per-block adapter tensor: `vision.layers.{block}.{proj}.{leaf}` with `leaf` one of
+/// `lora_a`, `lora_b`.
+pub fn adapter_key(block: usize, proj: Projection, leaf: &str) -> String {
+    format!("vision.layers.{block}.{}.{leaf}", proj.as_str())
+}
+
+/// Name of a block's gate logits: `vision.layers.{block}.gate_logits`.
+pub fn gate_key(block: usize) -> String {
+    format!("vision.layers.{block}.gate_logits")
+}
+
+/// Training method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// HA-LoRA + domain-invariant gates + MMD (the full method).
+    Ahp,
+    /// Head-aware LoRA only.
+    HaLora,
+    /// Standard LoRA on Q and V with the same parameter budget.
+    Lora,
+    /// Gates (+ MMD) only.
+    Dig,
+    /// No training.
+    ZeroShot,
+}
+
+impl Method {
+    /// The CLI / manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Ahp => "ahp",
+            Method::HaLora => "ha-lora",
+            Method::Lora => "lora",
+            Method::Dig => "dig",
+            Method::ZeroShot => "zero-shot",
+        }
+    }
+    /// Whether the method trains low-rank deltas.
+    pub fn has_lora(self) -> bool {
+        matches!(self, Method::Ahp | Method::HaLora | Method::Lora)
+    }
+    /// Whether the low-rank deltas are per head (HA-LoRA) rather than one group (LoRA).
+    pub fn per_head_lora(self) -> bool {
+        matches!(self, Method::Ahp | Method::HaLora)
+    }
+    /// Whether the method trains head gates (with the MMD loss).
+    pub fn has_gates(self) -> bool {
+        matches!(self, Method::Ahp | Method::Dig)
+    }
+}
+
+/// A weights file of the base checkpoint and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightFile {
+    /// File name inside the checkpoint directory.
+    pub name: String,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+}
+
+/// The base checkpoint a run was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseModel {
+    /// What the user passed (`--clip`): a directory or a repo id.
+    pub location: String,
+    /// The resolved checkpoint directory.
+    pub dir: String,
+    /// Weight files with their sha256.
+    pub weights: Vec<WeightFile>,
+}
+
+/// Low-rank adapter layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraSpec {
+    /// LoRA alpha; block `i`'s scaling is `alpha / ranks[i]`.
+    pub alpha: f64,
+    /// Rank per vision block (0 = no delta in that block).
+    pub ranks: Vec<usize>,
+    /// Projections carrying deltas.
+    pub targets: Vec<Projection>,
+    /// `true` for one delta per head (HA-LoRA), `false` for one per projection (LoRA).
+    pub per_head: bool,
+}
+
+impl LoraSpec {
+    /// The scaling of block `i` (`alpha / r_i`), or `None` for rank 0.
+    pub fn scaling(&self, block: usize) -> Option<f64> {
+        match self.ranks.get(block) {
+            Some(&r) if r > 0 => Some(self.alpha / r as f64),
+            _ => None,
+        }
+    }
+}
+
+/// Training hyperparameters, recorded for reproducibility.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparameters {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Images per step (split over the source domains).
+    pub batch_size: usize,
+    /// Peak learning rate of the LoRA factors.
+    pub lr: f64,
+    /// Peak learning rate of the gate logits.
+    pub gate_lr: f64,
+    /// AdamW weight decay (LoRA factors; gates get none).
+    pub weight_decay: f64,
+    /// Linear warmup steps before the cosine decay.
+    pub warmup_steps: u64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Weight of the MMD loss.
+    pub mmd_weight: f64,
+    /// Training seed (initialization, batches, augmentation).
+    pub seed: u64,
+    /// Evaluate every this many steps.
+    pub eval_every: u64,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Unique id of the run.
+    pub run_id: String,
+    /// The base checkpoint.
+    pub base: BaseModel,
+    /// Class labels, in logit order.
+    pub classes: Vec<String>,
+    /// Prompt template.
+    pub template: String,
+    /// Training method.
+    pub method: Method,
+    /// Adapter layout (`None` for methods without LoRA).
+    pub lora: Option<LoraSpec>,
+    /// Whether `adapter.safetensors` has gate logits.
+    pub gates: bool,
+    /// All domains of the dataset.
+    pub domains: Vec<String>,
+    /// Domains held out as unseen targets.
+    pub target_domains: Vec<String>,
+    /// Seed of the in/out split of the source domains.
+    pub split_seed: u64,
+    /// Fraction of each source domain held out for validation.
+    pub holdout_fraction: f64,
+    /// Hyperparameters.
+    pub hyperparameters: Hyperparameters,
+    /// Step of the checkpoint kept (best source-validation accuracy).
+    pub best_step: u64,
+    /// Its source-validation accuracy.
+    pub best_source_val_acc: f64,
+}
+
+impl RunManifest {
+    /// Parses `run.json` text; `origin` names it in errors.
+    pub fn from_json_str(text: &str, origin: &std::path::Path) -> crate::error::Result<Self> {
+        let m: Self = serde_json::from_str(text).map_err(|e| crate::SpecError::Config {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(crate::SpecError::Config {
+                path: origin.to_path_buf(),
+                message: format!(
+                    "format_version {} is not supported (expected {FORMAT_VERSION})",
+                    m.format_version
+                ),
+            });
+        }
+        Ok(m)
+    }
+}

@@ -1,0 +1,82 @@
+//! Training-step throughput at ViT-B/16 shape (random weights), batch 32, CPU: one full AHP
+//! step (HA-LoRA with the paper's ranks, gates, class-token MMD over 4 source domains,
+//! classification loss, both backward passes, clipping, AdamW). Prints images/s.
+//!
+//! `benches/train_step.sh` runs this and the PyTorch peer (`benches/train_step_torch.py`) side
+//! by side and prints the ratio. Environment: `AHP_BENCH_STEPS` (default 3), `AHP_BENCH_BATCH`
+//! (default 32), `RAYON_NUM_THREADS`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ahp_model::{ClipModel, ZeroShotClassifier};
+use ahp_spec::run::Method;
+use ahp_spec::{ClipConfig, ClipTextConfig, ClipVisionConfig};
+use ahp_train::adapters::{default_ranks, Layout, Trainable};
+use ahp_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use ahp_train::train::step_gradients;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let steps = env("AHP_BENCH_STEPS", 3);
+    let batch = env("AHP_BENCH_BATCH", 32);
+    let device = Device::Cpu;
+    let cfg = ClipConfig {
+        text_config: ClipTextConfig::default(),
+        vision_config: ClipVisionConfig {
+            patch_size: 16,
+            ..Default::default()
+        },
+        projection_dim: 512,
+        logit_scale_init_value: 2.6592,
+    };
+    // Random weights: record every tensor name and shape with a VarMap, then rebuild the model
+    // from plain (non-trainable) random tensors so that only the adapters track gradients.
+    let varmap = VarMap::new();
+    ClipModel::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
+    let mut tensors = HashMap::new();
+    for (name, var) in varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter() {
+        tensors.insert(name.clone(), Tensor::randn(0f32, 0.02, var.dims(), &device)?);
+    }
+    let model = ClipModel::new(VarBuilder::from_tensors(tensors, DType::F32, &device), &cfg)?;
+    let classes: Vec<String> = (0..7).map(|i| format!("class{i}")).collect();
+    let embeds = Tensor::randn(0f32, 1.0, (7, 512), &device)?;
+    let classifier = ZeroShotClassifier::from_parts(classes, "a photo of a {}.".into(), &embeds, 2.6592)?;
+    let vision = &cfg.vision_config;
+    let trainable = Trainable::init(
+        Layout::new(Method::Ahp, &default_ranks(vision.num_hidden_layers), 8.0, vision)?,
+        vision,
+        0,
+        &device,
+    )?;
+    let mut lora_opt = AdamW::new(trainable.lora_vars(), AdamWConfig::default())?;
+    let mut gate_opt = AdamW::new(trainable.gate_vars(), AdamWConfig::default())?;
+    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, 224, 224), &device)?;
+    let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 7).collect::<Vec<_>>(), batch, &device)?;
+    let domains: Vec<u32> = (0..batch as u32).map(|i| i % 4).collect();
+    let mut run = || -> anyhow::Result<()> {
+        let mut sg = step_gradients(&model, &classifier, &trainable, &pixels, &labels, &domains, 1.0)?;
+        clip_grad_norm(&mut sg.grads, 1.0)?;
+        lora_opt.step(&sg.grads, 1e-3)?;
+        gate_opt.step(&sg.grads, 1e-2)?;
+        Ok(())
+    };
+    run()?; // warmup
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        run()?;
+    }
+    let dt = t0.elapsed().as_secs_f64() / steps as f64;
+    println!(
+        "ahp-train (candle) {:.2} images/s ({:.0} ms/step, {} trainable parameters)",
+        batch as f64 / dt,
+        dt * 1e3,
+        trainable.num_parameters()
+    );
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Atomic file writes and the resumable training state (`state.safetensors`: parameters,
+//! optimizer moments and the best snapshot as tensors, the rest as JSON metadata, in one file
+//! so a crash can never leave them inconsistent).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// File name of the resumable state in a run directory.
+pub const STATE_FILE: &str = "state.safetensors";
+const META_KEY: &str = "ahp.state";
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = ahp_model::adapter::tmp_path(path);
+    let io = |e: std::io::Error| TrainError::run_dir(path, format!("cannot write: {e}"));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+/// Scalars of the training state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// The next step to run.
+    pub next_step: u64,
+    /// Steps taken by the LoRA optimizer.
+    pub lora_t: u64,
+    /// Steps taken by the gate optimizer.
+    pub gate_t: u64,
+    /// Step of the best snapshot.
+    pub best_step: u64,
+    /// Its source-validation accuracy.
+    pub best_acc: f64,
+    /// Zero-shot accuracies, `domain -> split -> accuracy`.
+    pub zero_shot: Vec<crate::eval::DomainAccuracy>,
+    /// Settings that must match on `--resume`.
+    pub fingerprint: serde_json::Value,
+}
+
+/// Saves tensors (converted to f32) plus `meta` atomically.
+pub fn save_state(path: &Path, tensors: &HashMap<String, Tensor>, meta: &StateMeta) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(names.len());
+    for name in names {
+        let t = tensors[name]
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?;
+        let shape = t.dims().to_vec();
+        let bytes: Vec<u8> = t
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        owned.push((name.clone(), shape, bytes));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| TrainError::run_dir(path, format!("tensor `{n}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta_json = serde_json::to_string(meta)
+        .map_err(|e| TrainError::run_dir(path, format!("cannot encode state: {e}")))?;
+    let metadata: HashMap<String, String> = [(META_KEY.to_string(), meta_json)].into();
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| TrainError::run_dir(path, format!("cannot encode state: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads a state written by [`save_state`].
+pub fn load_state(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, StateMeta)> {
+    let bytes =
+        std::fs::read(path).map_err(|e| TrainError::run_dir(path, format!("cannot read: {e}")))?;
+    let bad = |m: String| TrainError::run_dir(path, m);
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a valid state file: {e}")))?;
+    let meta_json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| bad(format!("missing `{META_KEY}` metadata")))?;
+    let meta: StateMeta =
+        serde_json::from_str(meta_json).map_err(|e| bad(format!("invalid state metadata: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid state file: {e}")))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name, Tensor::from_vec(values, view.shape(), device)?);
+    }
+    Ok((tensors, meta))
+}

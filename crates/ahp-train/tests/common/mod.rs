@@ -1,0 +1,60 @@
+//! Shared helpers of the ahp-train tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ahp_data::SynthConfig;
+
+/// The tiny fixture CLIP (3 vision blocks, 4 heads, 32 px).
+pub fn fixture_clip() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/models/clip-tiny-a")
+        .display()
+        .to_string()
+}
+
+/// Synthetic 4-domain, 6-class data, 20 images per class and domain, 32 px.
+pub fn synth_data(dir: &Path) -> PathBuf {
+    let root = dir.join("data");
+    ahp_data::synth::generate(
+        &SynthConfig {
+            per_class: 20,
+            size: 32,
+            ..Default::default()
+        },
+        &root,
+    )
+    .expect("synthetic data");
+    root
+}
+
+/// Options that make the fixture model learn within a few seconds.
+pub fn options(data: PathBuf, out: PathBuf) -> ahp_train::TrainOptions {
+    ahp_train::TrainOptions {
+        clip: fixture_clip(),
+        data,
+        target_domains: vec!["sketch".into()],
+        out,
+        method: ahp_spec::run::Method::Ahp,
+        steps: 100,
+        batch_size: 24,
+        eval_batch_size: 64,
+        lr: 1e-2,
+        gate_lr: 5e-2,
+        weight_decay: 0.0,
+        warmup_steps: 10,
+        grad_clip: 1.0,
+        mmd_weight: 1.0,
+        ranks: None,
+        alpha: 8.0,
+        seed: 0,
+        split_seed: 0,
+        holdout_fraction: 0.2,
+        template: ahp_model::DEFAULT_TEMPLATE.into(),
+        allow_missing_classes: false,
+        eval_every: 20,
+        resume: false,
+        progress: false,
+        device: candle_core::Device::Cpu,
+    }
+}
