@@ -1,8 +1,10 @@
 //! HF `CLIPModel`: both towers, the projections and `logit_scale`.
 
 use ahp_spec::{ClipConfig, PreprocessConfig, Preprocessed};
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
@@ -78,12 +80,12 @@ impl ClipModel {
         Ok(Self {
             vision: VisionTransformer::new(vb.pp("vision_model"), &cfg.vision_config)?,
             text: TextTransformer::new(vb.pp("text_model"), &cfg.text_config)?,
-            visual_projection: candle_nn::linear_no_bias(
+            visual_projection: Linear::new_no_bias(
                 cfg.vision_config.hidden_size,
                 p,
                 vb.pp("visual_projection"),
             )?,
-            text_projection: candle_nn::linear_no_bias(
+            text_projection: Linear::new_no_bias(
                 cfg.text_config.hidden_size,
                 p,
                 vb.pp("text_projection"),
@@ -139,6 +141,11 @@ impl ClipModel {
     /// The raw `logit_scale` parameter (before `exp`).
     pub fn logit_scale(&self) -> Result<f32> {
         Ok(self.logit_scale.to_dtype(DType::F32)?.to_scalar::<f32>()?)
+    }
+
+    /// The `logit_scale` parameter as a tensor (`[]`, differentiable when trained).
+    pub fn logit_scale_tensor(&self) -> &Tensor {
+        &self.logit_scale
     }
 
     /// Vision tower + projection. `hooks` is empty (plain CLIP) or one entry per block.

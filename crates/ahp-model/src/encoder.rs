@@ -2,8 +2,10 @@
 //! per head so each head's Q/V projection, output gate and output are reachable.
 
 use ahp_spec::Activation;
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
 
 use crate::error::{ModelError, Result};
 use crate::heads::{gates_from_logits, HeadHooks};
@@ -47,7 +49,7 @@ pub struct AttentionOutput {
 }
 
 fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
-    candle_nn::linear(in_dim, out_dim, vb)
+    Linear::new(in_dim, out_dim, vb)
 }
 
 impl Attention {

@@ -6,6 +6,67 @@ use ahp_spec::Activation;
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
+/// A linear layer `y = x W^T + b` (HF `nn.Linear` weights: `weight` `[out, in]`, `bias` `[out]`).
+///
+/// Unlike `candle_nn::Linear`, which broadcasts the weight to a batched matmul, the input is
+/// flattened to 2-D so the product is one GEMM, and the weight gradient (when trained) is one
+/// `[out, in]` product instead of a per-batch tensor summed afterwards.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Loads `weight` `[out, in]` and `bias` `[out]`.
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get((out_dim, in_dim), "weight")?,
+            bias: Some(vb.get(out_dim, "bias")?),
+        })
+    }
+
+    /// Loads `weight` `[out, in]` only.
+    pub fn new_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get((out_dim, in_dim), "weight")?,
+            bias: None,
+        })
+    }
+
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Applies the layer to `x` `[..., in]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = self.weight.dim(0)?;
+        y.reshape(out_dims)
+    }
+}
+
+impl candle_core::Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Linear::forward(self, x)
+    }
+}
+
 /// LayerNorm over the last dimension with weight and bias, as `torch.nn.LayerNorm`.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod mmd;
 pub mod optim;
+pub mod pretrain;
 pub mod state;
 pub mod train;
 
