@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what ahp's commands need on a fresh Debian machine, and nothing that is already there:
-# a C toolchain (tokenizers builds oniguruma) and a Rust toolchain (>= 1.88) with rustfmt and
-# clippy. Sourced by scripts/demo.sh and scripts/test.sh.
+# a C toolchain (tokenizers builds oniguruma), Python 3 with venv (ONNX checks, ONNX Runtime
+# library), and a Rust toolchain (>= 1.88) with rustfmt and clippy. Sourced by scripts/demo.sh
+# and scripts/test.sh.
 set -euo pipefail
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv python3-pip)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

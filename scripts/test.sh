@@ -20,5 +20,13 @@ for crate in ahp-spec ahp-data ahp-runtime ahp-wasm; do
   echo "$crate: no candle dependency"
 done
 
+echo "== python tools for the ONNX cross-checks (onnx checker, python onnxruntime)"
+venv="${AHP_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ahp/pyenv}"
+if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy" >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check onnx==1.23.2 onnxruntime==1.32.0 numpy
+fi
+export AHP_PYTHON="$venv/bin/python"
+
 echo "== cargo test"
 cargo test --workspace --locked

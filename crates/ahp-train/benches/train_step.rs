@@ -19,7 +19,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,16 +43,30 @@ fn main() -> anyhow::Result<()> {
     let varmap = VarMap::new();
     ClipModel::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
     let mut tensors = HashMap::new();
-    for (name, var) in varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter() {
-        tensors.insert(name.clone(), Tensor::randn(0f32, 0.02, var.dims(), &device)?);
+    for (name, var) in varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .iter()
+    {
+        tensors.insert(
+            name.clone(),
+            Tensor::randn(0f32, 0.02, var.dims(), &device)?,
+        );
     }
     let model = ClipModel::new(VarBuilder::from_tensors(tensors, DType::F32, &device), &cfg)?;
     let classes: Vec<String> = (0..7).map(|i| format!("class{i}")).collect();
     let embeds = Tensor::randn(0f32, 1.0, (7, 512), &device)?;
-    let classifier = ZeroShotClassifier::from_parts(classes, "a photo of a {}.".into(), &embeds, 2.6592)?;
+    let classifier =
+        ZeroShotClassifier::from_parts(classes, "a photo of a {}.".into(), &embeds, 2.6592)?;
     let vision = &cfg.vision_config;
     let trainable = Trainable::init(
-        Layout::new(Method::Ahp, &default_ranks(vision.num_hidden_layers), 8.0, vision)?,
+        Layout::new(
+            Method::Ahp,
+            &default_ranks(vision.num_hidden_layers),
+            8.0,
+            vision,
+        )?,
         vision,
         0,
         &device,
@@ -57,10 +74,22 @@ fn main() -> anyhow::Result<()> {
     let mut lora_opt = AdamW::new(trainable.lora_vars(), AdamWConfig::default())?;
     let mut gate_opt = AdamW::new(trainable.gate_vars(), AdamWConfig::default())?;
     let pixels = Tensor::randn(0f32, 1.0, (batch, 3, 224, 224), &device)?;
-    let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 7).collect::<Vec<_>>(), batch, &device)?;
+    let labels = Tensor::from_vec(
+        (0..batch as u32).map(|i| i % 7).collect::<Vec<_>>(),
+        batch,
+        &device,
+    )?;
     let domains: Vec<u32> = (0..batch as u32).map(|i| i % 4).collect();
     let mut run = || -> anyhow::Result<()> {
-        let mut sg = step_gradients(&model, &classifier, &trainable, &pixels, &labels, &domains, 1.0)?;
+        let mut sg = step_gradients(
+            &model,
+            &classifier,
+            &trainable,
+            &pixels,
+            &labels,
+            &domains,
+            1.0,
+        )?;
         clip_grad_norm(&mut sg.grads, 1.0)?;
         lora_opt.step(&sg.grads, 1e-3)?;
         gate_opt.step(&sg.grads, 1e-2)?;

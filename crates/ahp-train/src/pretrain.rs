@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use ahp_data::synth::render_sample;
 use ahp_data::{Shape, Style};
-use ahp_model::{pixel_batch, ClipModel, ClipTokenizer, TokenBatch, ZeroShotClassifier, DEFAULT_TEMPLATE};
+use ahp_model::{
+    pixel_batch, ClipModel, ClipTokenizer, TokenBatch, ZeroShotClassifier, DEFAULT_TEMPLATE,
+};
 use ahp_spec::preprocess::preprocess;
 use ahp_spec::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig, PreprocessConfig};
 use candle_core::{DType, Device, Tensor, D};
@@ -123,10 +125,13 @@ pub struct PretrainSummary {
 }
 
 fn words(classes: &[Shape]) -> Vec<String> {
-    let mut w: Vec<String> = ["a", "an", "the", "of", "photo", "pencil", "sketch", "cartoon", "painting", "picture", "drawing", "image", "."]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut w: Vec<String> = [
+        "a", "an", "the", "of", "photo", "pencil", "sketch", "cartoon", "painting", "picture",
+        "drawing", "image", ".",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     w.extend(classes.iter().map(|c| c.name().to_string()));
     w
 }
@@ -210,7 +215,8 @@ fn config(o: &PretrainOptions, vocab_size: usize) -> ClipConfig {
 
 /// The `config.json` text in transformers' format (loadable by `CLIPModel.from_pretrained`).
 pub fn hf_config_json(cfg: &ClipConfig) -> Result<String> {
-    let mut v = serde_json::to_value(cfg).map_err(|e| TrainError::run_dir("config.json", e.to_string()))?;
+    let mut v =
+        serde_json::to_value(cfg).map_err(|e| TrainError::run_dir("config.json", e.to_string()))?;
     v["architectures"] = serde_json::json!(["CLIPModel"]);
     v["model_type"] = serde_json::json!("clip");
     v["initializer_factor"] = serde_json::json!(1.0);
@@ -244,7 +250,10 @@ fn init_weights(varmap: &VarMap, cfg: &ClipConfig, seed: u64) -> Result<()> {
         } as f64;
         let std = if name.ends_with(".bias") {
             0.0
-        } else if name.contains("layer_norm") || name.contains("layrnorm") || name.contains("layernorm") {
+        } else if name.contains("layer_norm")
+            || name.contains("layrnorm")
+            || name.contains("layernorm")
+        {
             -1.0 // ones
         } else if name == "logit_scale" {
             -2.0
@@ -261,7 +270,8 @@ fn init_weights(varmap: &VarMap, cfg: &ClipConfig, seed: u64) -> Result<()> {
         } else {
             0.02
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(ahp_data::seed::derive_seed(seed, &[name.as_bytes()]));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(ahp_data::seed::derive_seed(seed, &[name.as_bytes()]));
         let values: Vec<f32> = if std == -1.0 {
             vec![1.0; n]
         } else if std == -2.0 {
@@ -291,7 +301,10 @@ fn render_batch(
     shapes: &[Shape],
     pre: &PreprocessConfig,
 ) -> Result<(Vec<ahp_spec::Preprocessed>, Vec<usize>, Vec<usize>)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(ahp_data::seed::derive_seed(seed, &[b"pretrain", &step.to_le_bytes()]));
+    let mut rng = ChaCha8Rng::seed_from_u64(ahp_data::seed::derive_seed(
+        seed,
+        &[b"pretrain", &step.to_le_bytes()],
+    ));
     let mut images = Vec::with_capacity(n);
     let (mut s_idx, mut c_idx) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
@@ -312,15 +325,22 @@ fn render_batch(
 /// Runs pretraining and writes the checkpoint.
 pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary> {
     if o.classes == 0 || o.classes > Shape::ALL.len() {
-        return Err(TrainError::option("classes", format!("must be in 1..={}", Shape::ALL.len())));
+        return Err(TrainError::option(
+            "classes",
+            format!("must be in 1..={}", Shape::ALL.len()),
+        ));
     }
     if o.steps == 0 || o.batch_size < 2 {
-        return Err(TrainError::option("steps", "need at least 1 step of at least 2 images"));
+        return Err(TrainError::option(
+            "steps",
+            "need at least 1 step of at least 2 images",
+        ));
     }
     let t0 = Instant::now();
     let shapes: Vec<Shape> = Shape::ALL[..o.classes].to_vec();
     let styles: Vec<Style> = Style::ALL.to_vec();
-    std::fs::create_dir_all(&o.out).map_err(|e| TrainError::run_dir(&o.out, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(&o.out)
+        .map_err(|e| TrainError::run_dir(&o.out, format!("cannot create: {e}")))?;
     let vocab_words = words(&shapes);
     let tok_json = tokenizer_json(&vocab_words);
     let vocab_size = 3 + vocab_words.len();
@@ -334,28 +354,57 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
     write_atomic(&o.out.join("tokenizer.json"), tok_json.as_bytes())?;
     let tok_cfg = serde_json::json!({"pad_token": EOS, "bos_token": BOS, "eos_token": EOS, "unk_token": UNK,
         "model_max_length": cfg.text_config.max_position_embeddings, "tokenizer_class": "PreTrainedTokenizerFast"});
-    write_atomic(&o.out.join("tokenizer_config.json"), tok_cfg.to_string().as_bytes())?;
+    write_atomic(
+        &o.out.join("tokenizer_config.json"),
+        tok_cfg.to_string().as_bytes(),
+    )?;
     let tokenizer = ClipTokenizer::from_dir(&o.out, &cfg.text_config)?;
     let pre = PreprocessConfig::clip(o.image_size as u32);
 
     let captions: Vec<String> = styles
         .iter()
-        .flat_map(|s| shapes.iter().map(move |c| format!("a {} of a {}.", style_phrase(*s), c.name())))
+        .flat_map(|s| {
+            shapes
+                .iter()
+                .map(move |c| format!("a {} of a {}.", style_phrase(*s), c.name()))
+        })
         .collect();
     let caption_batch: TokenBatch = tokenizer.encode_batch(&captions)?;
+    eprintln!(
+        "DEBUG tokens {:?} {:?}",
+        &caption_batch.ids[..3],
+        &caption_batch.attention_mask[..3]
+    );
+    eprintln!(
+        "DEBUG zs tokens {:?}",
+        tokenizer
+            .encode_batch(&["a photo of a star.".to_string()])?
+            .ids
+    );
     let vars: Vec<(String, candle_core::Var)> = {
-        let data = varmap.data().lock().map_err(|_| TrainError::run_dir("varmap", "poisoned lock"))?;
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| TrainError::run_dir("varmap", "poisoned lock"))?;
         let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
     let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    let mut opt = AdamW::new(vars.clone(), AdamWConfig { weight_decay: 0.05, ..Default::default() })?;
+    let mut opt = AdamW::new(
+        vars.clone(),
+        AdamWConfig {
+            weight_decay: 0.05,
+            ..Default::default()
+        },
+    )?;
     let bar = if o.progress {
         let b = indicatif::ProgressBar::new(o.steps);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     } else {
@@ -365,7 +414,8 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
     let max_scale = 100f64.ln();
     let mut final_loss = f64::NAN;
     for step in 0..o.steps {
-        let (images, s_idx, c_idx) = render_batch(o.seed, step, o.batch_size, &styles, &shapes, &pre)?;
+        let (images, s_idx, c_idx) =
+            render_batch(o.seed, step, o.batch_size, &styles, &shapes, &pre)?;
         let pixels = pixel_batch(&images, device)?;
         let img = ahp_model::l2_normalize(&model.image_features(&pixels, &[], false)?.embeds)?;
         let txt = ahp_model::l2_normalize(&model.text_features(&caption_batch)?)?;
@@ -388,7 +438,11 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         let mut soft = Vec::with_capacity(rows.len() * o.batch_size);
         for &c in &rows {
             for &ci in &caption_of {
-                soft.push(if ci == c { 1.0 / present[c as usize] as f32 } else { 0.0 });
+                soft.push(if ci == c {
+                    1.0 / present[c as usize] as f32
+                } else {
+                    0.0
+                });
             }
         }
         let soft = Tensor::from_vec(soft, (rows.len(), o.batch_size), device)?;
@@ -396,10 +450,15 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         let lt = logits.t()?.contiguous()?.index_select(&rows_t, 0)?; // [K', B]
         let log_p = candle_nn::ops::log_softmax(&lt, D::Minus1)?;
         let loss_t = (log_p.mul(&soft)?.sum(D::Minus1)?.mean_all()? * -1.0)?;
+        let li_v = loss_i.to_scalar::<f32>()?;
+        let lt_v = loss_t.to_scalar::<f32>()?;
         let loss = ((loss_i + loss_t)? * 0.5)?;
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
         if !loss_value.is_finite() {
-            return Err(TrainError::Diverged { step, message: format!("loss is {loss_value}") });
+            return Err(TrainError::Diverged {
+                step,
+                message: format!("loss is {loss_value}"),
+            });
         }
         let store = loss.backward()?;
         let mut grads: HashMap<String, Tensor> = HashMap::new();
@@ -408,18 +467,50 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
                 grads.insert(name.clone(), g.clone());
             }
         }
-        clip_grad_norm(&mut grads, 1.0)?;
+        let gn0 = clip_grad_norm(&mut grads, 1.0)?;
+        if !o.progress && step % 25 == 0 {
+            eprintln!("gnorm pre-clip {gn0:.3}");
+        }
         opt.step(&grads, lr_at(step, o.lr, warmup, o.steps))?;
         final_loss = loss_value;
         bar.inc(1);
         bar.set_message(format!("loss {loss_value:.4}"));
-        if !o.progress && (step + 1) % 25 == 0 {
-            eprintln!("step {} loss {loss_value:.4}", step + 1);
+        if !o.progress && (step % 25 == 0 || (step + 1) % 25 == 0) {
+            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let acc = pred.iter().zip(&caption_of).filter(|(a, b)| a == b).count() as f64
+                / pred.len() as f64;
+            let cacc = pred
+                .iter()
+                .zip(&caption_of)
+                .filter(|(a, b)| **a as usize % shapes.len() == **b as usize % shapes.len())
+                .count() as f64
+                / pred.len() as f64;
+            let sacc = pred
+                .iter()
+                .zip(&caption_of)
+                .filter(|(a, b)| **a as usize / shapes.len() == **b as usize / shapes.len())
+                .count() as f64
+                / pred.len() as f64;
+            let icos = img.matmul(&img.t()?)?.mean_all()?.to_scalar::<f32>()?;
+            let tcos = txt.matmul(&txt.t()?)?.mean_all()?.to_scalar::<f32>()?;
+            let gn: f64 = grads
+                .values()
+                .map(|g| {
+                    g.sqr()
+                        .and_then(|x| x.sum_all())
+                        .and_then(|x| x.to_scalar::<f32>())
+                        .unwrap_or(0.0) as f64
+                })
+                .sum::<f64>()
+                .sqrt();
+            eprintln!("step {} loss {loss_value:.4} li {:.3} lt {:.3} acc {acc:.3} cls {cacc:.3} sty {sacc:.3} icos {icos:.3} tcos {tcos:.3} scale {:.3} gnorm(clipped) {gn:.3} t {:.1}s", step + 1, li_v, lt_v, model.logit_scale()?, t0.elapsed().as_secs_f64());
         }
     }
     bar.finish_and_clear();
     varmap
-        .save(ahp_model::adapter::tmp_path(&o.out.join("model.safetensors")))
+        .save(ahp_model::adapter::tmp_path(
+            &o.out.join("model.safetensors"),
+        ))
         .map_err(|e| TrainError::run_dir(o.out.join("model.safetensors"), e.to_string()))?;
     std::fs::rename(
         ahp_model::adapter::tmp_path(&o.out.join("model.safetensors")),
@@ -433,7 +524,10 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         "image_mean": pre.mean, "image_std": pre.std, "image_processor_type": "CLIPImageProcessor",
         "resample": 3, "rescale_factor": 1.0 / 255.0, "size": {"shortest_edge": o.image_size}
     });
-    write_atomic(&o.out.join("preprocessor_config.json"), pre_json.to_string().as_bytes())?;
+    write_atomic(
+        &o.out.join("preprocessor_config.json"),
+        pre_json.to_string().as_bytes(),
+    )?;
 
     // Zero-shot evaluation of the written checkpoint, through the regular loading path.
     let clip = ahp_model::LoadedClip::load(&o.out.display().to_string(), device)?;
@@ -445,7 +539,13 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         for (c, shape) in shapes.iter().enumerate() {
             let imgs: Vec<_> = (0..o.eval_per_class)
                 .map(|i| {
-                    let img = render_sample(o.seed ^ 0xE7A1, *style, *shape, 1_000_000 + i, o.image_size as u32);
+                    let img = render_sample(
+                        o.seed ^ 0xE7A1,
+                        *style,
+                        *shape,
+                        1_000_000 + i,
+                        o.image_size as u32,
+                    );
                     preprocess(&image::DynamicImage::ImageRgb8(img), &clip.preprocess)
                         .map_err(|e| TrainError::run_dir("synthetic image", e.to_string()))
                 })

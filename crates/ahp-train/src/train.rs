@@ -164,14 +164,6 @@ fn validate(o: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
-fn group_by_domain(samples: &[Sample]) -> Vec<(u32, Vec<Sample>)> {
-    let mut map: std::collections::BTreeMap<u32, Vec<Sample>> = Default::default();
-    for s in samples {
-        map.entry(s.domain).or_default().push(s.clone());
-    }
-    map.into_iter().collect()
-}
-
 struct Context {
     clip: LoadedClip,
     split: Split,
@@ -766,9 +758,4 @@ fn render_report(
         ));
     }
     s
-}
-
-/// `group_by_domain` is used by tools that evaluate arbitrary sample lists.
-pub fn samples_by_domain(samples: &[Sample]) -> Vec<(u32, Vec<Sample>)> {
-    group_by_domain(samples)
 }

@@ -65,7 +65,12 @@ fn run(a: Args) -> Result<()> {
     );
     println!("zero-shot accuracy with \"a photo of a {{}}.\":");
     for d in &s.zero_shot {
-        println!("  {:<10} {:>6.2}%  ({} images)", d.domain, 100.0 * d.accuracy, d.images);
+        println!(
+            "  {:<10} {:>6.2}%  ({} images)",
+            d.domain,
+            100.0 * d.accuracy,
+            d.images
+        );
     }
     Ok(())
 }
