@@ -29,4 +29,6 @@ pub mod meta {
     pub const SOURCE: &str = "ahp.source";
     /// JSON object of per-block gate values.
     pub const GATES: &str = "ahp.gates";
+    /// JSON object `block -> [head indices]` of heads removed by `ahp-export --prune-heads`.
+    pub const PRUNED_HEADS: &str = "ahp.pruned_heads";
 }

@@ -19,3 +19,13 @@ pub const PREPROCESS_VS_PIL: f32 = 0.06;
 /// arithmetic bit for bit, so only float rounding remains: rescale+normalize in f32 here vs.
 /// numpy's f64 rescale then f32 normalize (measured 4.8e-7).
 pub const PREPROCESS_VS_PIL_LOSSLESS: f32 = 1e-6;
+
+/// An exported ONNX graph (run with tract or ONNX Runtime, f32) vs. the candle adapted model
+/// (f32): absolute on `image_embeds`, and on `logits` divided by `max(1, exp(logit_scale))`
+/// (cosine units, so the check does not get stricter for a model with a large logit scale).
+/// Measured on the fixtures: a few 1e-6 on logits, a few 1e-7 on embeddings.
+pub const ONNX_VS_CANDLE: f32 = 1e-4;
+
+/// As [`ONNX_VS_CANDLE`] for an `--fp16` export (f16 weights and activations vs. f32).
+/// Measured on the fixtures: 7e-3 on logits, 1.6e-3 on embeddings.
+pub const ONNX_FP16_VS_CANDLE: f32 = 2e-2;

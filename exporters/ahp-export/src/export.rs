@@ -1,0 +1,603 @@
+//! The export pipeline: load a zero-shot base or a run directory ([`Prepared::load`]), fold,
+//! build the ONNX graph, write it to a temporary file next to the destination, validate it
+//! with tract against the candle model with its hooks, and only then rename it into place
+//! ([`export`]). On any failure nothing is left at the destination.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use ahp_model::checkpoint::Checkpoint;
+use ahp_model::{l2_normalize, Adapter, ClipModel, ClipTokenizer, HeadHooks, ZeroShotClassifier};
+use ahp_spec::io::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::run::{Method, RunManifest, WeightFile, ADAPTER_FILE, MANIFEST_FILE};
+use ahp_spec::{ClipConfig, PreprocessConfig};
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{ExportError, Result};
+use crate::fold;
+use crate::onnx::{self, GraphSummary, OnnxOptions, VisionGraph};
+use crate::prune::{self, PrunePlan};
+use crate::triton::{self, TritonModel};
+use crate::validate::{self, Expected, Validation, ONNX_FP16_VS_CANDLE, ONNX_VS_CANDLE};
+
+/// Metadata key of the heads removed by `--prune-heads` (JSON object: block → head indices).
+pub const META_PRUNED_HEADS: &str = ahp_spec::io::meta::PRUNED_HEADS;
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A plain CLIP checkpoint with a zero-shot classifier.
+    ZeroShot {
+        /// Checkpoint directory or cached Hugging Face repo id.
+        clip: String,
+        /// Class labels, in logit order.
+        labels: Vec<String>,
+        /// Prompt template with one `{}`.
+        template: String,
+    },
+    /// A training run directory (`run.json` + `adapter.safetensors`).
+    Run {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Base checkpoint to use instead of the one `run.json` names.
+        base: Option<String>,
+        /// Check the base weights against the sha256 digests in `run.json`.
+        verify_base_sha256: bool,
+    },
+}
+
+/// A loaded, folded model ready to be written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The base model's config.
+    pub config: ClipConfig,
+    /// Image preprocessing of the base checkpoint.
+    pub preprocess: PreprocessConfig,
+    /// Class labels, in logit order.
+    pub labels: Vec<String>,
+    /// Prompt template.
+    pub template: String,
+    /// Method (`zero-shot` for a plain checkpoint).
+    pub method: Method,
+    /// Run id (`None` for zero-shot).
+    pub run_id: Option<String>,
+    /// The base checkpoint as given (directory or repo id).
+    pub base_location: String,
+    /// The base checkpoint directory.
+    pub base_dir: PathBuf,
+    /// The base weight files and their sha256.
+    pub base_weights: Vec<WeightFile>,
+    /// The plain base model (the reference runs it with [`Prepared::hooks`]).
+    pub base_model: ClipModel,
+    /// Adapter hooks per vision block (empty for zero-shot).
+    pub hooks: Vec<HeadHooks>,
+    /// Class embeddings `[C, P]` (normalized).
+    pub text_embeds: Tensor,
+    /// Raw logit scale.
+    pub logit_scale: f32,
+    /// Folded plain weights (Hugging Face names).
+    pub folded: HashMap<String, Tensor>,
+    /// Folded classifier `[C, P]`.
+    pub classifier: Tensor,
+    /// Gate values per block (`None` where the block has no gates).
+    pub gates: Vec<Option<Vec<f32>>>,
+}
+
+fn resolve_base(manifest: &RunManifest, run_dir: &Path, base: Option<&str>) -> Result<Checkpoint> {
+    if let Some(b) = base {
+        return Ok(Checkpoint::resolve(b)?);
+    }
+    let dir = Path::new(&manifest.base.dir);
+    for candidate in [dir.to_path_buf(), run_dir.join(dir)] {
+        if !manifest.base.dir.is_empty() && candidate.join("config.json").is_file() {
+            return Ok(Checkpoint::from_dir(&candidate)?);
+        }
+    }
+    Checkpoint::resolve(&manifest.base.location).map_err(|e| {
+        ExportError::file(
+            run_dir.join(MANIFEST_FILE),
+            format!(
+                "base checkpoint not found: base.dir `{}` is not a checkpoint directory and \
+                 base.location `{}` does not resolve ({e}); pass --base",
+                manifest.base.dir, manifest.base.location
+            ),
+        )
+    })
+}
+
+fn hash_weights(checkpoint: &Checkpoint) -> Result<Vec<WeightFile>> {
+    checkpoint
+        .weight_files
+        .iter()
+        .map(|f| {
+            Ok(WeightFile {
+                name: f
+                    .strip_prefix(&checkpoint.dir)
+                    .unwrap_or(f)
+                    .display()
+                    .to_string(),
+                sha256: fold::sha256_file(f)?,
+            })
+        })
+        .collect()
+}
+
+fn verify_sha256(checkpoint: &Checkpoint, recorded: &[WeightFile], manifest: &Path) -> Result<()> {
+    for wf in recorded {
+        let path = checkpoint.dir.join(&wf.name);
+        if !path.is_file() {
+            return Err(ExportError::file(
+                &path,
+                format!(
+                    "base weight file listed in {} is missing",
+                    manifest.display()
+                ),
+            ));
+        }
+        let got = fold::sha256_file(&path)?;
+        if !got.eq_ignore_ascii_case(&wf.sha256) {
+            return Err(ExportError::file(
+                &path,
+                format!(
+                    "sha256 {got} does not match {} recorded in {} (wrong base checkpoint? \
+                     pass --base, or --skip-base-check to export anyway)",
+                    wf.sha256,
+                    manifest.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Prepared {
+    /// Loads and folds `source` on the CPU.
+    pub fn load(source: &Source) -> Result<Self> {
+        let device = Device::Cpu;
+        match source {
+            Source::ZeroShot {
+                clip,
+                labels,
+                template,
+            } => {
+                let checkpoint = Checkpoint::resolve(clip)?;
+                let base = fold::load_weights(&checkpoint.weight_files)?;
+                let model = fold::build_model(&base, &checkpoint.config, &device)?;
+                let tokenizer =
+                    ClipTokenizer::from_dir(&checkpoint.dir, &checkpoint.config.text_config)?;
+                let zs = ZeroShotClassifier::new(&model, &tokenizer, labels, template)?;
+                let base_weights = hash_weights(&checkpoint)?;
+                Self::assemble(
+                    &checkpoint,
+                    clip.clone(),
+                    base_weights,
+                    base,
+                    model,
+                    Vec::new(),
+                    zs.class_embeds().clone(),
+                    zs.logit_scale(),
+                    labels.clone(),
+                    template.clone(),
+                    Method::ZeroShot,
+                    None,
+                )
+            }
+            Source::Run {
+                run_dir,
+                base,
+                verify_base_sha256,
+            } => {
+                if !run_dir.is_dir() {
+                    return Err(ExportError::file(run_dir, "run directory not found"));
+                }
+                let manifest = ahp_model::read_manifest(run_dir)?;
+                let checkpoint = resolve_base(&manifest, run_dir, base.as_deref())?;
+                let manifest_path = run_dir.join(MANIFEST_FILE);
+                let base_weights = if manifest.base.weights.is_empty() {
+                    hash_weights(&checkpoint)?
+                } else {
+                    if *verify_base_sha256 {
+                        verify_sha256(&checkpoint, &manifest.base.weights, &manifest_path)?;
+                    }
+                    manifest.base.weights.clone()
+                };
+                let adapter = Adapter::load(
+                    &run_dir.join(ADAPTER_FILE),
+                    &manifest,
+                    &checkpoint.config,
+                    &device,
+                )?;
+                let weights = fold::load_weights(&checkpoint.weight_files)?;
+                let model = fold::build_model(&weights, &checkpoint.config, &device)?;
+                let logit_scale = adapter
+                    .logit_scale
+                    .to_dtype(DType::F32)?
+                    .to_scalar::<f32>()?;
+                Self::assemble(
+                    &checkpoint,
+                    base.clone()
+                        .unwrap_or_else(|| manifest.base.location.clone()),
+                    base_weights,
+                    weights,
+                    model,
+                    adapter.hooks,
+                    adapter.text_embeds,
+                    logit_scale,
+                    manifest.classes.clone(),
+                    manifest.template.clone(),
+                    manifest.method,
+                    Some(manifest.run_id.clone()),
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        checkpoint: &Checkpoint,
+        base_location: String,
+        base_weights: Vec<WeightFile>,
+        base: HashMap<String, Tensor>,
+        base_model: ClipModel,
+        hooks: Vec<HeadHooks>,
+        text_embeds: Tensor,
+        logit_scale: f32,
+        labels: Vec<String>,
+        template: String,
+        method: Method,
+        run_id: Option<String>,
+    ) -> Result<Self> {
+        let config = checkpoint.config.clone();
+        let folded = fold::fold_hooks(&base, &hooks, &config)?;
+        let classifier = fold::classifier_matrix(&text_embeds, logit_scale)?;
+        if classifier.dim(0)? != labels.len() {
+            return Err(ExportError::Invalid(format!(
+                "{} labels for {} class embeddings",
+                labels.len(),
+                classifier.dim(0)?
+            )));
+        }
+        let gates = if hooks.is_empty() {
+            vec![None; config.vision_config.num_hidden_layers]
+        } else {
+            fold::gate_values(&hooks)?
+        };
+        Ok(Self {
+            preprocess: checkpoint.preprocess_config()?,
+            config,
+            labels,
+            template,
+            method,
+            run_id,
+            base_location,
+            base_dir: checkpoint.dir.clone(),
+            base_weights,
+            base_model,
+            hooks,
+            text_embeds: l2_normalize(&text_embeds.to_dtype(DType::F32)?)?,
+            logit_scale,
+            folded,
+            classifier,
+            gates,
+        })
+    }
+
+    /// The plain model built from the folded weights.
+    pub fn folded_model(&self) -> Result<ClipModel> {
+        fold::build_model(&self.folded, &self.config, &Device::Cpu)
+    }
+
+    fn classifier_head(&self) -> Result<ZeroShotClassifier> {
+        Ok(ZeroShotClassifier::from_parts(
+            self.labels.clone(),
+            self.template.clone(),
+            &self.text_embeds,
+            self.logit_scale,
+        )?)
+    }
+
+    /// `(logits, image_embeds)` of `model` run with `hooks` (normalized embeddings).
+    pub fn outputs_of(
+        &self,
+        model: &ClipModel,
+        hooks: &[HeadHooks],
+        pixels: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let embeds = model.image_features(pixels, hooks, false)?.embeds;
+        let logits = self.classifier_head()?.logits(&embeds)?;
+        Ok((logits, l2_normalize(&embeds)?))
+    }
+
+    /// The reference `(logits, image_embeds)`: the base candle model with the adapter hooks.
+    pub fn reference(&self, pixels: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.outputs_of(&self.base_model, &self.hooks, pixels)
+    }
+
+    /// Deterministic validation pixels for this model.
+    pub fn seeded_pixels(&self, batch: usize, seed: u64) -> Result<Tensor> {
+        let v = &self.config.vision_config;
+        validate::seeded_pixels(
+            batch,
+            v.num_channels,
+            v.image_size,
+            &self.preprocess.mean,
+            &self.preprocess.std,
+            seed,
+        )
+    }
+
+    /// The gate values as the `ahp.gates` JSON object (`{"0": [...], ...}`; `{}` without gates).
+    pub fn gates_json(&self) -> String {
+        let map: BTreeMap<String, &Vec<f32>> = self
+            .gates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (i.to_string(), g)))
+            .collect();
+        let map: serde_json::Map<String, serde_json::Value> = map
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::json!(v)))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    /// The `ahp.*` metadata properties.
+    pub fn metadata(&self, plan: Option<&PrunePlan>) -> Vec<(String, String)> {
+        let source = serde_json::json!({
+            "base": self.base_location,
+            "weights": self.base_weights,
+            "run_id": self.run_id,
+        });
+        let mut m = vec![
+            (meta::LABELS, serde_json::json!(self.labels).to_string()),
+            (
+                meta::IMAGE_SIZE,
+                self.config.vision_config.image_size.to_string(),
+            ),
+            (
+                meta::MEAN,
+                serde_json::json!(self.preprocess.mean).to_string(),
+            ),
+            (
+                meta::STD,
+                serde_json::json!(self.preprocess.std).to_string(),
+            ),
+            (meta::RESIZE, self.preprocess.resize_rule()),
+            (meta::TEMPLATE, self.template.clone()),
+            (meta::METHOD, self.method.as_str().to_string()),
+            (meta::SOURCE, source.to_string()),
+            (meta::GATES, self.gates_json()),
+        ];
+        if let Some(plan) = plan {
+            let removed: serde_json::Map<String, serde_json::Value> = plan
+                .removed
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i.to_string(), serde_json::json!(r)))
+                .collect();
+            m.push((
+                META_PRUNED_HEADS,
+                serde_json::json!({"threshold": plan.threshold, "removed": removed}).to_string(),
+            ));
+        }
+        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+/// How to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Graph options (opset, fp16).
+    pub onnx: OnnxOptions,
+    /// Validate with tract before moving the file into place.
+    pub verify: bool,
+    /// Remove heads whose gate is `<=` this threshold.
+    pub prune_threshold: Option<f32>,
+    /// Images in the validation batch (at least 2).
+    pub validation_batch: usize,
+    /// Seed of the validation pixels.
+    pub seed: u64,
+    /// Also write a Triton model repository entry `(repository directory, model name)`.
+    pub triton: Option<(PathBuf, String)>,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            onnx: OnnxOptions::default(),
+            verify: true,
+            prune_threshold: None,
+            validation_batch: 2,
+            seed: 0x5eed,
+            triton: None,
+        }
+    }
+}
+
+/// Head pruning's effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneReport {
+    /// The plan.
+    pub plan: PrunePlan,
+    /// FLOPs per image before pruning.
+    pub flops_before: u64,
+    /// FLOPs per image after pruning.
+    pub flops_after: u64,
+    /// Max |pruned - unpruned adapted| per output on the validation batch (when verified).
+    pub diff_vs_unpruned: Vec<(String, f32)>,
+}
+
+/// What [`export`] did.
+#[derive(Debug, Clone)]
+pub struct ExportSummary {
+    /// Where the model was written.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Graph counts.
+    pub graph: GraphSummary,
+    /// The validation (`None` with `verify: false`).
+    pub validation: Option<Validation>,
+    /// Pruning (`None` without a threshold).
+    pub pruning: Option<PruneReport>,
+    /// The Triton model directory, if one was written.
+    pub triton_dir: Option<PathBuf>,
+}
+
+/// A file that is deleted when dropped unless [`TempFile::persist`] moved it into place.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    done: bool,
+}
+
+impl TempFile {
+    /// A temporary path next to `dest` (same directory, so the final rename is atomic).
+    pub fn next_to(dest: &Path) -> Result<Self> {
+        let name = dest
+            .file_name()
+            .ok_or_else(|| ExportError::file(dest, "not a file path"))?
+            .to_string_lossy()
+            .to_string();
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(ExportError::file(&dir, "output directory does not exist"));
+        }
+        Ok(Self {
+            path: dir.join(format!(".{name}.{}.tmp", std::process::id())),
+            done: false,
+        })
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to `dest`.
+    pub fn persist(mut self, dest: &Path) -> Result<()> {
+        std::fs::rename(&self.path, dest).map_err(|e| {
+            ExportError::file(
+                dest,
+                format!("cannot move {} here: {e}", self.path.display()),
+            )
+        })?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Builds, writes, validates and moves the model to `output`. On failure `output` is not
+/// created (an existing file there is left untouched) and the temporary file is removed.
+pub fn export(
+    prepared: &Prepared,
+    output: &Path,
+    options: &ExportOptions,
+) -> Result<ExportSummary> {
+    options.onnx.check()?;
+    let cfg = &prepared.config;
+    let nh = cfg.vision_config.num_attention_heads;
+    let plan = options
+        .prune_threshold
+        .map(|t| prune::plan(&prepared.gates, nh, t))
+        .transpose()?;
+    let model = onnx::build_model(
+        &VisionGraph {
+            config: cfg,
+            weights: &prepared.folded,
+            classifier: &prepared.classifier,
+            kept_heads: plan.as_ref().map(|p| p.kept.as_slice()),
+        },
+        &prepared.metadata(plan.as_ref()),
+        &options.onnx,
+    )?;
+    let tmp = TempFile::next_to(output)?;
+    let bytes = onnx::write_model(&model, tmp.path())?;
+
+    let mut pruning = plan.map(|plan| PruneReport {
+        flops_before: prune::vision_flops(
+            cfg,
+            &vec![nh; cfg.vision_config.num_hidden_layers],
+            prepared.labels.len(),
+        ),
+        flops_after: prune::vision_flops(cfg, &plan.heads_per_block(), prepared.labels.len()),
+        plan,
+        diff_vs_unpruned: Vec::new(),
+    });
+
+    let validation = if options.verify {
+        let pixels = prepared.seeded_pixels(options.validation_batch.max(2), options.seed)?;
+        let adapted = prepared.reference(&pixels)?;
+        let reference = match &pruning {
+            Some(p) => {
+                let masked = prune::mask_pruned_heads(&prepared.folded, cfg, &p.plan)?;
+                let masked = fold::build_model(&masked, cfg, &Device::Cpu)?;
+                prepared.outputs_of(&masked, &[], &pixels)?
+            }
+            None => adapted.clone(),
+        };
+        let tol = if options.onnx.fp16 {
+            ONNX_FP16_VS_CANDLE
+        } else {
+            ONNX_VS_CANDLE
+        };
+        let expected = [
+            Expected {
+                name: OUTPUT_LOGITS.into(),
+                tensor: reference.0,
+                tolerance: tol * f64::from(prepared.logit_scale).exp().max(1.0) as f32,
+            },
+            Expected {
+                name: OUTPUT_IMAGE_EMBEDS.into(),
+                tensor: reference.1,
+                tolerance: tol,
+            },
+        ];
+        let actual = validate::run_tract(tmp.path(), &pixels)?;
+        let v = validate::compare(output, &actual, &expected)?;
+        if let Some(p) = pruning.as_mut() {
+            for ((name, t), r) in actual.iter().zip([&adapted.0, &adapted.1]) {
+                p.diff_vs_unpruned
+                    .push((name.clone(), validate::max_abs_diff(t, r)?));
+            }
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let triton_dir = match &options.triton {
+        Some((repo, name)) => {
+            let v = &cfg.vision_config;
+            let entry = TritonModel {
+                name: name.clone(),
+                channels: v.num_channels,
+                image_size: v.image_size,
+                classes: prepared.labels.len(),
+                projection_dim: cfg.projection_dim,
+                max_batch_size: 32,
+            };
+            Some(triton::write_repository(repo, tmp.path(), &entry)?)
+        }
+        None => None,
+    };
+    tmp.persist(output)?;
+    Ok(ExportSummary {
+        path: output.to_path_buf(),
+        bytes,
+        graph: onnx::summarize(&model),
+        validation,
+        pruning,
+        triton_dir,
+    })
+}

@@ -1,0 +1,194 @@
+//! `ahp-export`: fold a run (or a zero-shot CLIP) into plain weights and write validated ONNX.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ahp_export::export::{export, ExportOptions, Prepared, Source};
+use ahp_export::onnx::{OnnxOptions, DEFAULT_OPSET};
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Parser};
+
+/// Export a purified (or zero-shot) CLIP image classifier to ONNX.
+///
+/// The ONNX model takes `pixel_values` f32 [batch, 3, S, S] (CLIP-normalized) and returns
+/// `logits` [batch, C] and L2-normalized `image_embeds` [batch, P]. Before the file is moved
+/// into place it is run with tract and compared with the candle model (unless --no-verify).
+#[derive(Debug, Parser)]
+#[command(name = "ahp-export", version)]
+#[command(group(ArgGroup::new("source").required(true).args(["run", "clip"])))]
+struct Args {
+    /// A training run directory (run.json + adapter.safetensors).
+    #[arg(long, value_name = "RUN_DIR")]
+    run: Option<PathBuf>,
+    /// Base checkpoint for --run, instead of the one run.json names.
+    #[arg(long, value_name = "DIR|REPO_ID", requires = "run")]
+    base: Option<String>,
+    /// Skip the sha256 check of the base weights against run.json.
+    #[arg(long, requires = "run")]
+    skip_base_check: bool,
+    /// A CLIP checkpoint directory or cached Hugging Face repo id (zero-shot export).
+    #[arg(long, value_name = "DIR|REPO_ID", requires = "classes")]
+    clip: Option<String>,
+    /// Comma-separated class labels (with --clip).
+    #[arg(long, value_delimiter = ',', requires = "clip")]
+    classes: Vec<String>,
+    /// Prompt template with one `{}` (with --clip).
+    #[arg(long, default_value = ahp_model::DEFAULT_TEMPLATE, requires = "clip")]
+    template: String,
+    /// ONNX opset (13..=21).
+    #[arg(long, default_value_t = DEFAULT_OPSET)]
+    opset: i64,
+    /// f16 weights and compute (inputs and outputs stay f32).
+    #[arg(long)]
+    fp16: bool,
+    /// Do not validate the written model with tract.
+    #[arg(long)]
+    no_verify: bool,
+    /// Remove heads whose gate is <= THRESHOLD from the graph.
+    #[arg(long, value_name = "THRESHOLD")]
+    prune_heads: Option<f32>,
+    /// Also write a Triton model repository entry under this directory.
+    #[arg(long, value_name = "REPO_DIR")]
+    triton: Option<PathBuf>,
+    /// Model name in the Triton repository (default: the output file's stem).
+    #[arg(long, requires = "triton")]
+    triton_name: Option<String>,
+    /// Images in the validation batch.
+    #[arg(long, default_value_t = 2)]
+    validation_batch: usize,
+    /// Output .onnx file.
+    output: PathBuf,
+}
+
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let source = match (&args.run, &args.clip) {
+        (Some(run_dir), None) => Source::Run {
+            run_dir: run_dir.clone(),
+            base: args.base.clone(),
+            verify_base_sha256: !args.skip_base_check,
+        },
+        (None, Some(clip)) => {
+            let labels: Vec<String> = args.classes.iter().map(|c| c.trim().to_string()).collect();
+            if labels.is_empty() || labels.iter().any(String::is_empty) {
+                bail!("--classes needs a comma-separated list of non-empty labels");
+            }
+            Source::ZeroShot {
+                clip: clip.clone(),
+                labels,
+                template: args.template.clone(),
+            }
+        }
+        _ => bail!("give exactly one of --run and --clip"),
+    };
+    if args.validation_batch < 2 {
+        bail!("--validation-batch must be at least 2");
+    }
+    let triton = args.triton.as_ref().map(|repo| {
+        let name = match &args.triton_name {
+            Some(n) => n.clone(),
+            None => args
+                .output
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "ahp_clip".into()),
+        };
+        (repo.clone(), name)
+    });
+    if let Some(parent) = args.output.parent() {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            bail!("{}: output directory does not exist", parent.display());
+        }
+    }
+    let options = ExportOptions {
+        onnx: OnnxOptions {
+            opset: args.opset,
+            fp16: args.fp16,
+        },
+        verify: !args.no_verify,
+        prune_threshold: args.prune_heads,
+        validation_batch: args.validation_batch,
+        triton,
+        ..ExportOptions::default()
+    };
+    options.onnx.check()?;
+    let prepared = Prepared::load(&source).context("cannot load the model")?;
+    let summary = export(&prepared, &args.output, &options).context("export failed")?;
+
+    let g = &summary.graph;
+    println!(
+        "method {}, {} classes, {} blocks",
+        prepared.method.as_str(),
+        prepared.labels.len(),
+        prepared.config.vision_config.num_hidden_layers
+    );
+    println!(
+        "graph: {} nodes, {} initializers ({} parameters), opset {}{}",
+        g.nodes,
+        g.initializers,
+        g.parameters,
+        args.opset,
+        if args.fp16 { ", fp16" } else { "" }
+    );
+    let ops: Vec<String> = g.op_types.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("ops: {}", ops.join(", "));
+    if let Some(p) = &summary.pruning {
+        println!(
+            "pruned {} heads (gate <= {}): per block kept {:?}",
+            p.plan.removed_count(),
+            p.plan.threshold,
+            p.plan.heads_per_block()
+        );
+        println!(
+            "FLOPs per image: {:.3e} -> {:.3e} ({:.1}% fewer)",
+            p.flops_before as f64,
+            p.flops_after as f64,
+            100.0 * (1.0 - p.flops_after as f64 / p.flops_before.max(1) as f64)
+        );
+        for (name, d) in &p.diff_vs_unpruned {
+            println!("  {name}: max |pruned - unpruned| = {d:.3e}");
+        }
+    }
+    match &summary.validation {
+        Some(v) => {
+            println!("validated with tract on a batch of {}:", v.batch);
+            for o in &v.outputs {
+                println!(
+                    "  {} {:?}: max |onnx - candle| = {:.3e} (tolerance {:.1e})",
+                    o.name, o.shape, o.max_abs_diff, o.tolerance
+                );
+            }
+        }
+        None => println!("not validated (--no-verify)"),
+    }
+    println!(
+        "wrote {} ({})",
+        summary.path.display(),
+        human_bytes(summary.bytes)
+    );
+    if let Some(dir) = &summary.triton_dir {
+        println!("wrote Triton model {}", dir.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
