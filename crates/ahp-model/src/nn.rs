@@ -47,7 +47,9 @@ impl Linear {
     /// Applies the layer to `x` `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
-        let in_dim = *dims.last().ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
+        let in_dim = *dims
+            .last()
+            .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
