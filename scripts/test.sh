@@ -28,5 +28,9 @@ if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy" >/dev/null 2>&1; th
 fi
 export AHP_PYTHON="$venv/bin/python"
 
+echo "== ONNX Runtime shared library for ahp-runtime (PyPI wheel, unpacked outside the clone)"
+ORT_DYLIB_PATH="$(bash scripts/fetch-onnxruntime.sh)"
+export ORT_DYLIB_PATH
+
 echo "== cargo test"
 cargo test --workspace --locked

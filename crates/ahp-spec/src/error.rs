@@ -23,6 +23,16 @@ pub enum SpecError {
         /// What is wrong (serde's message names the key, line and column).
         message: String,
     },
+    /// A required `ahp.*` metadata property of an exported model is missing or invalid.
+    #[error("{model}: metadata property `{key}`: {message}")]
+    Metadata {
+        /// The model (file path or `<memory>`).
+        model: String,
+        /// The metadata key.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// An image could not be decoded.
     #[error("{source_name}: {message}")]
     Image {

@@ -7,13 +7,14 @@
 //! * [`preprocess`]: the one CLIP image preprocessing implementation (decode, RGB conversion,
 //!   bicubic shortest-side resize, center crop, rescale, normalize) used by training, the ONNX
 //!   Runtime crate and the browser crate, so their outputs agree;
-//! * [`io`]: ONNX input/output names and `ahp.*` metadata keys;
+//! * [`io`]: ONNX input/output names and `ahp.*` metadata keys; [`metadata`]: reading them;
 //! * [`run`]: the run directory written by training and read by the exporter;
 //! * [`tolerance`]: the named numeric tolerances tests and validators use.
 
 pub mod config;
 pub mod error;
 pub mod io;
+pub mod metadata;
 pub mod preprocess;
 pub mod resample;
 pub mod run;
@@ -21,4 +22,5 @@ pub mod tolerance;
 
 pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use error::SpecError;
+pub use metadata::ModelInfo;
 pub use preprocess::{PreprocessConfig, Preprocessed};

@@ -58,6 +58,12 @@ pub struct PretrainOptions {
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
+    /// Linear warmup steps (then cosine decay to 0).
+    pub warmup_steps: u64,
+    /// AdamW weight decay of the weight matrices (see [`decays`]).
+    pub weight_decay: f64,
+    /// Gradient-norm clipping (0 = off).
+    pub max_grad_norm: f64,
     /// Seed of initialization and data.
     pub seed: u64,
     /// Number of object classes (the first of the generator's shapes).
@@ -76,24 +82,30 @@ pub struct PretrainOptions {
     pub eval_per_class: usize,
     /// Show a progress bar.
     pub progress: bool,
+    /// Print training statistics every this many steps (0 = never).
+    pub log_every: u64,
 }
 
 impl Default for PretrainOptions {
     fn default() -> Self {
         Self {
             out: PathBuf::from("models/ahp-synth-clip"),
-            steps: 1500,
+            steps: 2000,
             batch_size: 64,
-            lr: 2e-3,
+            lr: 1e-3,
+            warmup_steps: 100,
+            weight_decay: 0.05,
+            max_grad_norm: 1.0,
             seed: 0,
             classes: 8,
             image_size: 64,
-            patch_size: 8,
+            patch_size: 16,
             vision: (128, 6, 8),
             text: (128, 4, 4),
             projection_dim: 128,
             eval_per_class: 25,
             progress: true,
+            log_every: 25,
         }
     }
 }
@@ -114,11 +126,15 @@ pub struct DomainZeroShot {
 pub struct PretrainSummary {
     /// Checkpoint directory.
     pub out: PathBuf,
-    /// Final training loss.
+    /// Loss of the last step.
     pub final_loss: f64,
+    /// Training statistics, one line per logging window.
+    pub log: Vec<LogLine>,
     /// Zero-shot accuracy per domain on freshly rendered images.
     pub zero_shot: Vec<DomainZeroShot>,
-    /// Wall time in seconds.
+    /// Wall time of training and writing the checkpoint, in seconds.
+    pub train_seconds: f64,
+    /// Wall time including the evaluation, in seconds.
     pub seconds: f64,
     /// Parameters.
     pub parameters: usize,
@@ -288,7 +304,7 @@ fn init_weights(varmap: &VarMap, cfg: &ClipConfig, seed: u64) -> Result<()> {
                 })
                 .collect()
         };
-        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
+        var.set(&Tensor::from_vec(values, dims, var.device())?.to_dtype(var.dtype())?)?;
     }
     Ok(())
 }
@@ -322,6 +338,119 @@ fn render_batch(
     Ok((images, s_idx, c_idx))
 }
 
+/// Symmetric InfoNCE of a batch against a fixed caption set.
+///
+/// `logits` is `[B, K]` (`exp(logit_scale) · cos(image, caption)`), `caption_of[i]` the
+/// caption of image `i`. Image → caption is a cross-entropy over the `K` captions; caption →
+/// image is, for every caption present in the batch, a cross-entropy over the `B` images with
+/// the target spread uniformly over that caption's images. Returns the mean of the two.
+pub fn contrastive_loss(logits: &Tensor, caption_of: &[u32]) -> Result<Tensor> {
+    let (b, k) = logits.dims2()?;
+    if caption_of.len() != b || caption_of.iter().any(|&c| c as usize >= k) {
+        return Err(TrainError::option(
+            "batch-size",
+            format!(
+                "{} caption ids for a [{b}, {k}] logit matrix",
+                caption_of.len()
+            ),
+        ));
+    }
+    let device = logits.device();
+    let targets = Tensor::from_vec(caption_of.to_vec(), b, device)?;
+    let image_to_text = candle_nn::loss::cross_entropy(logits, &targets)?;
+    let mut count = vec![0usize; k];
+    for &c in caption_of {
+        count[c as usize] += 1;
+    }
+    let rows: Vec<u32> = (0..k as u32).filter(|&c| count[c as usize] > 0).collect();
+    let mut soft = Vec::with_capacity(rows.len() * b);
+    for &c in &rows {
+        let w = 1.0 / count[c as usize] as f32;
+        soft.extend(caption_of.iter().map(|&ci| if ci == c { w } else { 0.0 }));
+    }
+    let soft = Tensor::from_vec(soft, (rows.len(), b), device)?.to_dtype(logits.dtype())?;
+    let rows = Tensor::from_vec(rows, soft.dim(0)?, device)?;
+    let per_caption = logits.t()?.contiguous()?.index_select(&rows, 0)?; // [K', B]
+    let log_p = candle_nn::ops::log_softmax(&per_caption, D::Minus1)?;
+    let text_to_image = (log_p.mul(&soft)?.sum(D::Minus1)?.mean_all()? * -1.0)?;
+    Ok(((image_to_text + text_to_image)? * 0.5)?)
+}
+
+/// Whether AdamW's decoupled weight decay applies to a parameter: weight matrices and the
+/// patch embedding do; biases, LayerNorm gains, the class token, token and position
+/// embeddings and `logit_scale` do not (decaying them only pulls gains towards 0 and the
+/// temperature towards 1).
+pub fn decays(name: &str, rank: usize) -> bool {
+    rank >= 2 && !name.contains("position_embedding") && !name.contains("token_embedding")
+}
+
+/// Mean cosine similarity between distinct rows of L2-normalized `[N, P]` embeddings (1 when
+/// they have collapsed to one direction).
+fn mean_pairwise_cosine(x: &Tensor) -> Result<f64> {
+    let n = x.dim(0)?;
+    if n < 2 {
+        return Ok(1.0);
+    }
+    let total = f64::from(x.matmul(&x.t()?)?.sum_all()?.to_scalar::<f32>()?);
+    Ok((total - n as f64) / (n * (n - 1)) as f64)
+}
+
+/// Training statistics averaged over a logging window.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// Last step of the window (1-based).
+    pub step: u64,
+    /// Mean loss over the window.
+    pub loss: f64,
+    /// Image → caption top-1 accuracy over the window (style and class right).
+    pub accuracy: f64,
+    /// Fraction of images whose top caption names the right class.
+    pub class_accuracy: f64,
+    /// Fraction of images whose top caption names the right style.
+    pub style_accuracy: f64,
+    /// Mean pairwise cosine of the image embeddings of the window's last batch.
+    pub image_cosine: f64,
+    /// Mean pairwise cosine of the caption embeddings at the window's last step.
+    pub text_cosine: f64,
+    /// Mean global gradient norm over the window, before clipping.
+    pub grad_norm: f64,
+    /// `exp(logit_scale)` at the window's last step.
+    pub temperature: f64,
+    /// Learning rate of the window's last step.
+    pub lr: f64,
+}
+
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step {:>5}  loss {:.4}  acc {:5.1}%  class {:5.1}%  style {:5.1}%  img-cos {:.3}  txt-cos {:.3}  grad {:.3}  scale {:.1}  lr {:.2e}",
+            self.step,
+            self.loss,
+            100.0 * self.accuracy,
+            100.0 * self.class_accuracy,
+            100.0 * self.style_accuracy,
+            self.image_cosine,
+            self.text_cosine,
+            self.grad_norm,
+            self.temperature,
+            self.lr
+        )
+    }
+}
+
+/// Running sums of one logging window.
+#[derive(Debug, Default)]
+struct Window {
+    steps: usize,
+    loss: f64,
+    grad_norm: f64,
+    images: usize,
+    correct: usize,
+    class_correct: usize,
+    style_correct: usize,
+}
+
 /// Runs pretraining and writes the checkpoint.
 pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary> {
     if o.classes == 0 || o.classes > Shape::ALL.len() {
@@ -335,6 +464,9 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
             "steps",
             "need at least 1 step of at least 2 images",
         ));
+    }
+    if !(o.lr > 0.0 && o.lr.is_finite()) {
+        return Err(TrainError::option("lr", "must be positive"));
     }
     let t0 = Instant::now();
     let shapes: Vec<Shape> = Shape::ALL[..o.classes].to_vec();
@@ -361,6 +493,7 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
     let tokenizer = ClipTokenizer::from_dir(&o.out, &cfg.text_config)?;
     let pre = PreprocessConfig::clip(o.image_size as u32);
 
+    // Caption `s * classes + c` names style `s` and class `c`.
     let captions: Vec<String> = styles
         .iter()
         .flat_map(|s| {
@@ -370,17 +503,6 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         })
         .collect();
     let caption_batch: TokenBatch = tokenizer.encode_batch(&captions)?;
-    eprintln!(
-        "DEBUG tokens {:?} {:?}",
-        &caption_batch.ids[..3],
-        &caption_batch.attention_mask[..3]
-    );
-    eprintln!(
-        "DEBUG zs tokens {:?}",
-        tokenizer
-            .encode_batch(&["a photo of a star.".to_string()])?
-            .ids
-    );
     let vars: Vec<(String, candle_core::Var)> = {
         let data = varmap
             .data()
@@ -391,10 +513,25 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         v
     };
     let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    let mut opt = AdamW::new(
-        vars.clone(),
+    let (decayed, plain): (Vec<_>, Vec<_>) = vars
+        .iter()
+        .cloned()
+        .partition(|(name, v)| decays(name, v.rank()));
+    // β2 = 0.98 as CLIP: the second moments follow the fast-changing gradient scale of a
+    // from-scratch transformer instead of lagging ~1000 steps behind.
+    let beta2 = 0.98;
+    let mut opt_decay = AdamW::new(
+        decayed,
         AdamWConfig {
-            weight_decay: 0.05,
+            weight_decay: o.weight_decay,
+            beta2,
+            ..Default::default()
+        },
+    )?;
+    let mut opt_plain = AdamW::new(
+        plain,
+        AdamWConfig {
+            beta2,
             ..Default::default()
         },
     )?;
@@ -410,9 +547,11 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let warmup = (o.steps / 20).max(1);
     let max_scale = 100f64.ln();
+    let nc = shapes.len();
     let mut final_loss = f64::NAN;
+    let mut log = Vec::new();
+    let mut window = Window::default();
     for step in 0..o.steps {
         let (images, s_idx, c_idx) =
             render_batch(o.seed, step, o.batch_size, &styles, &shapes, &pre)?;
@@ -424,35 +563,9 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         let caption_of: Vec<u32> = s_idx
             .iter()
             .zip(&c_idx)
-            .map(|(s, c)| (s * shapes.len() + c) as u32)
+            .map(|(s, c)| (s * nc + c) as u32)
             .collect();
-        let targets = Tensor::from_vec(caption_of.clone(), o.batch_size, device)?;
-        let loss_i = candle_nn::loss::cross_entropy(&logits, &targets)?;
-        // caption -> image, for the captions present in the batch.
-        let k = captions.len();
-        let mut present = vec![0usize; k];
-        for &c in &caption_of {
-            present[c as usize] += 1;
-        }
-        let rows: Vec<u32> = (0..k as u32).filter(|&c| present[c as usize] > 0).collect();
-        let mut soft = Vec::with_capacity(rows.len() * o.batch_size);
-        for &c in &rows {
-            for &ci in &caption_of {
-                soft.push(if ci == c {
-                    1.0 / present[c as usize] as f32
-                } else {
-                    0.0
-                });
-            }
-        }
-        let soft = Tensor::from_vec(soft, (rows.len(), o.batch_size), device)?;
-        let rows_t = Tensor::from_vec(rows.clone(), rows.len(), device)?;
-        let lt = logits.t()?.contiguous()?.index_select(&rows_t, 0)?; // [K', B]
-        let log_p = candle_nn::ops::log_softmax(&lt, D::Minus1)?;
-        let loss_t = (log_p.mul(&soft)?.sum(D::Minus1)?.mean_all()? * -1.0)?;
-        let li_v = loss_i.to_scalar::<f32>()?;
-        let lt_v = loss_t.to_scalar::<f32>()?;
-        let loss = ((loss_i + loss_t)? * 0.5)?;
+        let loss = contrastive_loss(&logits, &caption_of)?;
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged {
@@ -467,43 +580,46 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
                 grads.insert(name.clone(), g.clone());
             }
         }
-        let gn0 = clip_grad_norm(&mut grads, 1.0)?;
-        if !o.progress && step % 25 == 0 {
-            eprintln!("gnorm pre-clip {gn0:.3}");
-        }
-        opt.step(&grads, lr_at(step, o.lr, warmup, o.steps))?;
+        let grad_norm = clip_grad_norm(&mut grads, o.max_grad_norm)?;
+        let lr = lr_at(step, o.lr, o.warmup_steps.min(o.steps), o.steps);
+        opt_decay.step(&grads, lr)?;
+        opt_plain.step(&grads, lr)?;
         final_loss = loss_value;
+
+        let pred = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
+        window.steps += 1;
+        window.loss += loss_value;
+        window.grad_norm += grad_norm;
+        window.images += pred.len();
+        for (&p, &t) in pred.iter().zip(&caption_of) {
+            let (p, t) = (p as usize, t as usize);
+            window.correct += usize::from(p == t);
+            window.class_correct += usize::from(p % nc == t % nc);
+            window.style_correct += usize::from(p / nc == t / nc);
+        }
         bar.inc(1);
         bar.set_message(format!("loss {loss_value:.4}"));
-        if !o.progress && (step % 25 == 0 || (step + 1) % 25 == 0) {
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            let acc = pred.iter().zip(&caption_of).filter(|(a, b)| a == b).count() as f64
-                / pred.len() as f64;
-            let cacc = pred
-                .iter()
-                .zip(&caption_of)
-                .filter(|(a, b)| **a as usize % shapes.len() == **b as usize % shapes.len())
-                .count() as f64
-                / pred.len() as f64;
-            let sacc = pred
-                .iter()
-                .zip(&caption_of)
-                .filter(|(a, b)| **a as usize / shapes.len() == **b as usize / shapes.len())
-                .count() as f64
-                / pred.len() as f64;
-            let icos = img.matmul(&img.t()?)?.mean_all()?.to_scalar::<f32>()?;
-            let tcos = txt.matmul(&txt.t()?)?.mean_all()?.to_scalar::<f32>()?;
-            let gn: f64 = grads
-                .values()
-                .map(|g| {
-                    g.sqr()
-                        .and_then(|x| x.sum_all())
-                        .and_then(|x| x.to_scalar::<f32>())
-                        .unwrap_or(0.0) as f64
-                })
-                .sum::<f64>()
-                .sqrt();
-            eprintln!("step {} loss {loss_value:.4} li {:.3} lt {:.3} acc {acc:.3} cls {cacc:.3} sty {sacc:.3} icos {icos:.3} tcos {tcos:.3} scale {:.3} gnorm(clipped) {gn:.3} t {:.1}s", step + 1, li_v, lt_v, model.logit_scale()?, t0.elapsed().as_secs_f64());
+        if o.log_every > 0 && ((step + 1) % o.log_every == 0 || step + 1 == o.steps) {
+            let n = window.images.max(1) as f64;
+            let line = LogLine {
+                step: step + 1,
+                loss: window.loss / window.steps.max(1) as f64,
+                accuracy: window.correct as f64 / n,
+                class_accuracy: window.class_correct as f64 / n,
+                style_accuracy: window.style_correct as f64 / n,
+                image_cosine: mean_pairwise_cosine(&img.detach())?,
+                text_cosine: mean_pairwise_cosine(&txt.detach())?,
+                grad_norm: window.grad_norm / window.steps.max(1) as f64,
+                temperature: f64::from(model.logit_scale()?).exp(),
+                lr,
+            };
+            if o.progress {
+                bar.println(line.to_string());
+            } else {
+                eprintln!("{line}");
+            }
+            log.push(line);
+            window = Window::default();
         }
     }
     bar.finish_and_clear();
@@ -528,6 +644,7 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         &o.out.join("preprocessor_config.json"),
         pre_json.to_string().as_bytes(),
     )?;
+    let train_seconds = t0.elapsed().as_secs_f64();
 
     // Zero-shot evaluation of the written checkpoint, through the regular loading path.
     let clip = ahp_model::LoadedClip::load(&o.out.display().to_string(), device)?;
@@ -564,8 +681,103 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
     Ok(PretrainSummary {
         out: o.out.clone(),
         final_loss,
+        log,
         zero_shot,
+        train_seconds,
         seconds: t0.elapsed().as_secs_f64(),
         parameters,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loss_of(logits: &[[f32; 3]], caption_of: &[u32]) -> Result<f64> {
+        let flat: Vec<f32> = logits.iter().flatten().copied().collect();
+        let t = Tensor::from_vec(flat, (logits.len(), 3), &Device::Cpu)?;
+        Ok(f64::from(
+            contrastive_loss(&t, caption_of)?.to_scalar::<f32>()?,
+        ))
+    }
+
+    #[test]
+    fn contrastive_loss_matches_a_hand_computation() -> Result<()> {
+        // Two images of caption 0, one of caption 2; caption 1 is absent.
+        let logits = [[2.0f32, 0.0, -1.0], [1.0, 0.5, 0.0], [0.0, 0.0, 3.0]];
+        let caption_of = [0u32, 0, 2];
+        let lse = |v: &[f64]| v.iter().map(|x| x.exp()).sum::<f64>().ln();
+        let i2t = [
+            lse(&[2.0, 0.0, -1.0]) - 2.0,
+            lse(&[1.0, 0.5, 0.0]) - 1.0,
+            lse(&[0.0, 0.0, 3.0]) - 3.0,
+        ];
+        let i2t = i2t.iter().sum::<f64>() / 3.0;
+        // Caption 0 over images [2, 1, 0], target 1/2 on images 0 and 1.
+        let c0 = lse(&[2.0, 1.0, 0.0]) - 0.5 * (2.0 + 1.0);
+        // Caption 2 over images [-1, 0, 3], target on image 2.
+        let c2 = lse(&[-1.0, 0.0, 3.0]) - 3.0;
+        let expected = 0.5 * (i2t + 0.5 * (c0 + c2));
+        let got = loss_of(&logits, &caption_of)?;
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+        Ok(())
+    }
+
+    #[test]
+    fn contrastive_loss_rejects_bad_ids() {
+        assert!(loss_of(&[[0.0; 3]; 2], &[0, 3]).is_err());
+        assert!(loss_of(&[[0.0; 3]; 2], &[0]).is_err());
+    }
+
+    #[test]
+    fn weight_decay_groups() {
+        assert!(decays("vision_model.encoder.layers.0.mlp.fc1.weight", 2));
+        assert!(decays("visual_projection.weight", 2));
+        assert!(decays("vision_model.embeddings.patch_embedding.weight", 4));
+        assert!(!decays("vision_model.encoder.layers.0.mlp.fc1.bias", 1));
+        assert!(!decays("vision_model.post_layernorm.weight", 1));
+        assert!(!decays("vision_model.embeddings.class_embedding", 1));
+        assert!(!decays(
+            "vision_model.embeddings.position_embedding.weight",
+            2
+        ));
+        assert!(!decays("text_model.embeddings.token_embedding.weight", 2));
+        assert!(!decays("logit_scale", 0));
+    }
+
+    #[test]
+    fn init_sets_layer_norms_to_one_and_biases_to_zero() -> Result<()> {
+        let o = PretrainOptions {
+            image_size: 16,
+            vision: (32, 1, 4),
+            text: (32, 1, 4),
+            projection_dim: 16,
+            ..Default::default()
+        };
+        let cfg = config(&o, 30);
+        let varmap = VarMap::new();
+        ClipModel::new(
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            &cfg,
+        )?;
+        init_weights(&varmap, &cfg, 0)?;
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| TrainError::run_dir("varmap", "poisoned lock"))?;
+        for (name, var) in data.iter() {
+            let v = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            if name.ends_with(".bias") {
+                assert!(v.iter().all(|&x| x == 0.0), "{name}");
+            } else if name.contains("norm") {
+                assert!(v.iter().all(|&x| x == 1.0), "{name}");
+            } else if name == "logit_scale" {
+                assert!((v[0] - 2.6592).abs() < 1e-6);
+            } else {
+                let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+                assert!(std > 0.005 && std < 0.2, "{name}: std {std}");
+            }
+        }
+        Ok(())
+    }
 }

@@ -23,21 +23,30 @@ struct Args {
     #[arg(long, default_value = "models/ahp-synth-clip")]
     out: PathBuf,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = PretrainOptions::default().steps)]
     steps: u64,
     /// Images per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = PretrainOptions::default().batch_size)]
     batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = PretrainOptions::default().lr)]
     lr: f64,
+    /// Linear warmup steps (then cosine decay to 0).
+    #[arg(long, default_value_t = PretrainOptions::default().warmup_steps)]
+    warmup_steps: u64,
+    /// AdamW weight decay of the weight matrices.
+    #[arg(long, default_value_t = PretrainOptions::default().weight_decay)]
+    weight_decay: f64,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = PretrainOptions::default().seed)]
     seed: u64,
     /// Object classes.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = PretrainOptions::default().classes)]
     classes: usize,
-    /// No progress bar.
+    /// Print loss and batch accuracy every this many steps (0 = never).
+    #[arg(long, default_value_t = PretrainOptions::default().log_every)]
+    log_every: u64,
+    /// No progress bar (the periodic statistics go to stderr).
     #[arg(long)]
     quiet: bool,
 }
@@ -49,18 +58,22 @@ fn run(a: Args) -> Result<()> {
             steps: a.steps,
             batch_size: a.batch_size,
             lr: a.lr,
+            warmup_steps: a.warmup_steps,
+            weight_decay: a.weight_decay,
             seed: a.seed,
             classes: a.classes,
             progress: !a.quiet,
+            log_every: a.log_every,
             ..Default::default()
         },
         &Device::Cpu,
     )?;
     println!(
-        "wrote {} ({} parameters) in {:.0} s, final loss {:.4}",
+        "wrote {} ({} parameters) in {:.0} s ({:.0} s training), final loss {:.4}",
         s.out.display(),
         s.parameters,
         s.seconds,
+        s.train_seconds,
         s.final_loss
     );
     println!("zero-shot accuracy with \"a photo of a {{}}.\":");
