@@ -1,5 +1,8 @@
-//! `ahp`: the ahp command line. For now: zero-shot classification with any Hugging Face CLIP
-//! checkpoint (`ahp classify`) and a checkpoint summary (`ahp info`).
+//! `ahp`: the ahp command line: the end-to-end demo on the embedded model (`ahp demo`),
+//! zero-shot classification with any Hugging Face CLIP checkpoint (`ahp classify`) and a
+//! checkpoint summary (`ahp info`).
+
+mod demo;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,6 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole job on the embedded default: synthetic domains, zero-shot evaluation,
+    /// leave-one-domain-out purification training, export to ONNX, ONNX Runtime inference.
+    Demo(demo::DemoArgs),
     /// Zero-shot classification of images with a CLIP checkpoint.
     Classify(ClassifyArgs),
     /// Print a summary of a CLIP checkpoint.
@@ -220,6 +226,7 @@ fn info(spec: &str) -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
         Command::Classify(args) => classify(args),
         Command::Info { clip } => info(&clip),
     };

@@ -1,0 +1,282 @@
+//! `ahp demo`: the whole job on the embedded default, with nothing to download.
+//!
+//! 1. renders synthetic multi-domain data in DomainBed layout (`ahp-data synth`);
+//! 2. evaluates the embedded CLIP zero-shot and trains it leave-one-domain-out with AHP
+//!    (`ahp-train`; its report compares zero-shot and purified accuracy per domain and split);
+//! 3. folds the adapters into plain weights and writes a validated ONNX model (`ahp-export`);
+//! 4. classifies the unseen target domain's images with ONNX Runtime (`ahp-predict`'s library).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ahp_data::{Shape, Style, SynthConfig};
+use ahp_export::{export, ExportOptions, Prepared, Source};
+use ahp_runtime::{Classifier, ExecutionProvider};
+use ahp_spec::run::Method;
+use ahp_spec::ClipConfig;
+use ahp_train::{train, TrainOptions};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+/// Options of `ahp demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Base CLIP checkpoint (directory or cached repo id); the default is the embedded model,
+    /// pretrained on the synthetic domains by `ahp-pretrain`.
+    #[arg(long, default_value = "models/ahp-synth-clip")]
+    clip: String,
+    /// Where the data, the run directory and the ONNX model go.
+    #[arg(long, default_value = "demo-out")]
+    out: PathBuf,
+    /// The unseen domain (photo, sketch, cartoon, painting); the others are the sources.
+    #[arg(long, default_value = "painting")]
+    target_domain: String,
+    /// Images rendered per class and domain.
+    #[arg(long, default_value_t = 24)]
+    per_class: usize,
+    /// Training steps.
+    #[arg(long, default_value_t = 120)]
+    steps: u64,
+    /// Images per training step (every source domain is in every batch).
+    #[arg(long, default_value_t = 24)]
+    batch_size: usize,
+    /// Seed of the data (different from the pretraining images) and of training.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The pretrained model's class names: the words of its vocabulary that name a shape, in the
+/// generator's class order.
+fn classes_of(checkpoint: &Path) -> Result<usize> {
+    let path = checkpoint.join("tokenizer.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
+    let known = Shape::ALL
+        .iter()
+        .take_while(|s| text.contains(&format!("\"{}\"", s.name())))
+        .count();
+    if known < 2 {
+        bail!(
+            "{}: the demo needs a checkpoint whose vocabulary names the synthetic classes ({}); \
+             found {known}",
+            path.display(),
+            Shape::ALL.map(Shape::name).join(", ")
+        );
+    }
+    Ok(known)
+}
+
+/// Runs the demo.
+pub fn run(a: DemoArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let checkpoint = ahp_model::Checkpoint::resolve(&a.clip)
+        .with_context(|| format!("--clip {}", a.clip))?;
+    let config: &ClipConfig = &checkpoint.config;
+    let size = config.vision_config.image_size as u32;
+    let classes = classes_of(&checkpoint.dir)?;
+    Style::parse(&a.target_domain).context("--target-domain")?;
+
+    // 1. Data.
+    let data = a.out.join("data");
+    let synth = ahp_data::synth::generate(
+        &SynthConfig {
+            seed: a.seed,
+            classes,
+            domains: Style::ALL.to_vec(),
+            per_class: a.per_class,
+            size,
+        },
+        &data,
+    )?;
+    println!("== 1/4 synthetic data (DomainBed layout)\n{synth}\n");
+
+    // 2. Zero-shot evaluation and leave-one-domain-out purification training.
+    println!(
+        "== 2/4 ahp-train: target domain `{}` held out, sources {}",
+        a.target_domain,
+        Style::ALL
+            .iter()
+            .map(|s| s.name())
+            .filter(|s| *s != a.target_domain)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let run_dir = a.out.join("run");
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("{}: cannot remove the previous run", run_dir.display()))?;
+    }
+    let summary = train(&TrainOptions {
+        clip: a.clip.clone(),
+        data: data.clone(),
+        target_domains: vec![a.target_domain.clone()],
+        out: run_dir.clone(),
+        method: Method::Ahp,
+        steps: a.steps,
+        batch_size: a.batch_size,
+        eval_batch_size: 64,
+        lr: 1e-3,
+        gate_lr: 1e-2,
+        weight_decay: 0.0,
+        warmup_steps: a.steps / 10,
+        grad_clip: 1.0,
+        mmd_weight: 1.0,
+        ranks: None,
+        alpha: 8.0,
+        seed: a.seed,
+        split_seed: a.seed,
+        holdout_fraction: 0.2,
+        template: ahp_model::DEFAULT_TEMPLATE.to_string(),
+        allow_missing_classes: false,
+        eval_every: (a.steps / 4).max(1),
+        resume: false,
+        progress: !a.quiet,
+        device: Device::Cpu,
+    })?;
+    let acc = |rows: &[ahp_train::eval::DomainAccuracy]| {
+        rows.iter()
+            .find(|r| r.split == "target")
+            .map(|r| r.correct as f64 / r.images.max(1) as f64)
+    };
+    let (zs, purified) = (acc(&summary.zero_shot), acc(&summary.trained));
+    println!(
+        "best step {} (source-val {:.2}%), {:.0} train images/s\n",
+        summary.best_step,
+        100.0 * summary.best_source_val_acc,
+        summary.images_per_sec
+    );
+
+    // 3. Fold + export + validate.
+    println!("== 3/4 ahp-export: fold HA-LoRA and gates into plain weights, write ONNX");
+    let prepared = Prepared::load(&Source::Run {
+        run_dir: run_dir.clone(),
+        base: None,
+        verify_base_sha256: true,
+    })?;
+    let onnx_path = a.out.join("model.onnx");
+    let exported = export(&prepared, &onnx_path, &ExportOptions::default())?;
+    if let Some(v) = &exported.validation {
+        for o in &v.outputs {
+            println!(
+                "  {} {:?}: max |onnx (tract) - candle adapted| = {:.2e} (tolerance {:.0e})",
+                o.name, o.shape, o.max_abs_diff, o.tolerance
+            );
+        }
+    }
+    println!(
+        "  graph: {} nodes, {} parameters (the same graph as a plain CLIP)",
+        exported.graph.nodes, exported.graph.parameters
+    );
+    println!("gates (H * softmax per block; 1 = untouched, < 1 = suppressed head):");
+    for (i, g) in prepared.gates.iter().enumerate() {
+        if let Some(g) = g {
+            let values: Vec<String> = g.iter().map(|v| format!("{v:.2}")).collect();
+            let (lo, hi) = g
+                .iter()
+                .enumerate()
+                .fold((0, 0), |(lo, hi), (h, v)| {
+                    (
+                        if *v < g[lo] { h } else { lo },
+                        if *v > g[hi] { h } else { hi },
+                    )
+                });
+            println!(
+                "  block {i:>2}: [{}]  most suppressed head {lo}, most amplified head {hi}",
+                values.join(" ")
+            );
+        }
+    }
+    println!();
+
+    // 4. ONNX Runtime on the unseen domain.
+    println!(
+        "== 4/4 ahp-predict (ONNX Runtime) on the unseen `{}` images",
+        a.target_domain
+    );
+    let classifier = Classifier::builder()
+        .device(ExecutionProvider::Cpu)
+        .commit_from_file(&onnx_path)
+        .context("ONNX Runtime (scripts/fetch-onnxruntime.sh fetches it)")?;
+    let target_dir = data.join(&a.target_domain);
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for class in classifier.info().labels.iter() {
+        let dir = target_dir.join(class);
+        let mut in_class: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("{}: cannot list", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        in_class.sort();
+        files.extend(in_class.into_iter().map(|p| (class.clone(), p)));
+    }
+    let t_predict = Instant::now();
+    let mut correct = 0usize;
+    let mut shown = 0usize;
+    for chunk in files.chunks(32) {
+        let images = chunk
+            .iter()
+            .map(|(_, p)| ahp_runtime::preprocess::load_image(p))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let tops = classifier.classify_batch(&images, 2)?;
+        for ((label, path), top) in chunk.iter().zip(&tops) {
+            let hit = top.first().is_some_and(|(l, _)| l == label);
+            correct += usize::from(hit);
+            // One example per class.
+            if path.file_name().and_then(|n| n.to_str()) == first_name(&files, label) {
+                shown += 1;
+                let rendered: Vec<String> =
+                    top.iter().map(|(l, p)| format!("{l} {p:.3}")).collect();
+                println!(
+                    "  {:<44} {}  {}",
+                    path.strip_prefix(&a.out).unwrap_or(path).display(),
+                    rendered.join("  "),
+                    if hit { "ok" } else { "wrong" }
+                );
+            }
+        }
+    }
+    let ort_acc = correct as f64 / files.len().max(1) as f64;
+    println!(
+        "  ... {} images ({} shown), top-1 {:.2}% with ONNX Runtime ({}), {:.0} images/s",
+        files.len(),
+        shown,
+        100.0 * ort_acc,
+        classifier.execution_provider(),
+        files.len() as f64 / t_predict.elapsed().as_secs_f64().max(1e-9)
+    );
+
+    println!("\n== summary");
+    if let (Some(z), Some(p)) = (zs, purified) {
+        println!(
+            "unseen domain `{}`: zero-shot {:.2}% -> purified {:.2}% (candle), {:.2}% (exported ONNX on ONNX Runtime)",
+            a.target_domain,
+            100.0 * z,
+            100.0 * p,
+            100.0 * ort_acc
+        );
+    }
+    println!("artifacts:");
+    println!("  data          {}", data.display());
+    println!(
+        "  run directory {} (adapter.safetensors, run.json, metrics.jsonl, report.md)",
+        run_dir.display()
+    );
+    println!(
+        "  ONNX model    {} ({:.1} MB; try it in the browser page web/ or with ahp-serve)",
+        onnx_path.display(),
+        exported.bytes as f64 / 1e6
+    );
+    println!("done in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The file name of the first image of `label` in `files`.
+fn first_name<'a>(files: &'a [(String, PathBuf)], label: &str) -> Option<&'a str> {
+    files
+        .iter()
+        .find(|(l, _)| l == label)
+        .and_then(|(_, p)| p.file_name())
+        .and_then(|n| n.to_str())
+}
