@@ -34,3 +34,6 @@ export ORT_DYLIB_PATH
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== browser: tract compiled to WebAssembly, the demo page in headless Chromium vs ahp-predict (ONNX Runtime)"
+bash web/test/run.sh
