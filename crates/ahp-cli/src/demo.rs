@@ -72,8 +72,8 @@ fn classes_of(checkpoint: &Path) -> Result<usize> {
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let checkpoint = ahp_model::Checkpoint::resolve(&a.clip)
-        .with_context(|| format!("--clip {}", a.clip))?;
+    let checkpoint =
+        ahp_model::Checkpoint::resolve(&a.clip).with_context(|| format!("--clip {}", a.clip))?;
     let config: &ClipConfig = &checkpoint.config;
     let size = config.vision_config.image_size as u32;
     let classes = classes_of(&checkpoint.dir)?;
@@ -174,15 +174,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for (i, g) in prepared.gates.iter().enumerate() {
         if let Some(g) = g {
             let values: Vec<String> = g.iter().map(|v| format!("{v:.2}")).collect();
-            let (lo, hi) = g
-                .iter()
-                .enumerate()
-                .fold((0, 0), |(lo, hi), (h, v)| {
-                    (
-                        if *v < g[lo] { h } else { lo },
-                        if *v > g[hi] { h } else { hi },
-                    )
-                });
+            let (lo, hi) = g.iter().enumerate().fold((0, 0), |(lo, hi), (h, v)| {
+                (
+                    if *v < g[lo] { h } else { lo },
+                    if *v > g[hi] { h } else { hi },
+                )
+            });
             println!(
                 "  block {i:>2}: [{}]  most suppressed head {lo}, most amplified head {hi}",
                 values.join(" ")

@@ -16,7 +16,15 @@ fn root() -> PathBuf {
 fn demo_runs_every_stage_and_leaves_its_artifacts() {
     let out = tempfile::tempdir().expect("tempdir");
     let run = Command::new(env!("CARGO_BIN_EXE_ahp"))
-        .args(["demo", "--quiet", "--per-class", "5", "--steps", "6", "--out"])
+        .args([
+            "demo",
+            "--quiet",
+            "--per-class",
+            "5",
+            "--steps",
+            "6",
+            "--out",
+        ])
         .arg(out.path())
         .current_dir(root())
         .output()
@@ -49,7 +57,12 @@ fn demo_runs_every_stage_and_leaves_its_artifacts() {
 fn demo_with_a_checkpoint_that_does_not_know_the_classes_is_an_error() {
     let out = tempfile::tempdir().expect("tempdir");
     let run = Command::new(env!("CARGO_BIN_EXE_ahp"))
-        .args(["demo", "--clip", "tests/fixtures/models/clip-tiny-a", "--out"])
+        .args([
+            "demo",
+            "--clip",
+            "tests/fixtures/models/clip-tiny-a",
+            "--out",
+        ])
         .arg(out.path())
         .current_dir(root())
         .output()
