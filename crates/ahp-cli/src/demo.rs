@@ -208,6 +208,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
         in_class.sort();
         files.extend(in_class.into_iter().map(|p| (class.clone(), p)));
     }
+    // One example printed per class: its first image.
+    let examples: Vec<&PathBuf> = classifier
+        .info()
+        .labels
+        .iter()
+        .filter_map(|label| files.iter().find(|(l, _)| l == label).map(|(_, p)| p))
+        .collect();
     let t_predict = Instant::now();
     let mut correct = 0usize;
     let mut shown = 0usize;
@@ -220,8 +227,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         for ((label, path), top) in chunk.iter().zip(&tops) {
             let hit = top.first().is_some_and(|(l, _)| l == label);
             correct += usize::from(hit);
-            // One example per class.
-            if path.file_name().and_then(|n| n.to_str()) == first_name(&files, label) {
+            if examples.contains(&path) {
                 shown += 1;
                 let rendered: Vec<String> =
                     top.iter().map(|(l, p)| format!("{l} {p:.3}")).collect();
@@ -267,13 +273,4 @@ pub fn run(a: DemoArgs) -> Result<()> {
     );
     println!("done in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// The file name of the first image of `label` in `files`.
-fn first_name<'a>(files: &'a [(String, PathBuf)], label: &str) -> Option<&'a str> {
-    files
-        .iter()
-        .find(|(l, _)| l == label)
-        .and_then(|(_, p)| p.file_name())
-        .and_then(|n| n.to_str())
 }
