@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ortlib;
+use ahp_spec::scores::{softmax, top_k_indices};
 use ahp_spec::ModelInfo;
 
 /// An ONNX Runtime execution provider ahp-runtime can use.
@@ -744,11 +745,8 @@ impl Classifier {
     /// most likely first; `top_k` larger than the number of classes returns all of them.
     pub fn top_k(&self, logits: &[f32], top_k: usize) -> Vec<(String, f32)> {
         let probs = softmax(logits);
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-        order
+        top_k_indices(&probs, top_k)
             .into_iter()
-            .take(top_k)
             .map(|i| {
                 let label = self
                     .info
@@ -771,14 +769,6 @@ fn check_top_k(top_k: usize) -> Result<()> {
     Ok(())
 }
 
-/// Numerically stable softmax.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
-
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
@@ -788,13 +778,6 @@ fn _assert_send_sync() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn softmax_sums_to_one() {
-        let p = softmax(&[1.0, 2.0, 3.0, 1000.0]);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(p[3] > 0.999);
-    }
 
     #[test]
     fn providers_parse_and_fall_back() {

@@ -37,8 +37,9 @@ pub mod ortlib;
 #[cfg(feature = "serve")]
 pub mod server;
 
+pub use ahp_spec::scores::softmax;
 pub use ahp_spec::ModelInfo;
 pub use ahp_spec::{io, preprocess};
-pub use classifier::{softmax, Classifier, ClassifierBuilder, ExecutionProvider, Outputs};
+pub use classifier::{Classifier, ClassifierBuilder, ExecutionProvider, Outputs};
 pub use error::{Error, Result, ORT_HINT};
 pub use logging::init_stderr_logger;

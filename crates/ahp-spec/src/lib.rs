@@ -8,6 +8,7 @@
 //!   bicubic shortest-side resize, center crop, rescale, normalize) used by training, the ONNX
 //!   Runtime crate and the browser crate, so their outputs agree;
 //! * [`io`]: ONNX input/output names and `ahp.*` metadata keys; [`metadata`]: reading them;
+//! * [`scores`]: softmax and top-k ranking of logits (shared by the runtimes);
 //! * [`run`]: the run directory written by training and read by the exporter;
 //! * [`tolerance`]: the named numeric tolerances tests and validators use.
 
@@ -18,6 +19,7 @@ pub mod metadata;
 pub mod preprocess;
 pub mod resample;
 pub mod run;
+pub mod scores;
 pub mod tolerance;
 
 pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};

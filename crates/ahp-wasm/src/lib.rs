@@ -18,9 +18,10 @@ mod model;
 
 use serde::Serialize;
 
+pub use ahp_spec::scores::softmax;
 pub use ahp_spec::{io, preprocess};
 pub use error::{Error, Result};
-pub use model::{softmax, Classification, GatesSummary, Model, ModelSummary, Prediction, Timing};
+pub use model::{Classification, GatesSummary, Model, ModelSummary, Prediction, Timing};
 
 /// How this build was made (shown by the demo page).
 #[derive(Debug, Clone, PartialEq, Serialize)]

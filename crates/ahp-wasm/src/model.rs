@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ahp_spec::io::{meta, INPUT_PIXEL_VALUES, OUTPUT_LOGITS};
 use ahp_spec::metadata::ModelInfo;
 use ahp_spec::preprocess::preprocess_rgba;
+use ahp_spec::scores::{softmax, top_k_indices};
 use serde::Serialize;
 use tract_onnx::prelude::{
     tvec, Datum, DatumExt, Framework, InferenceFact, InferenceModelExt, IntoRunnable, IntoTValue,
@@ -301,7 +302,7 @@ impl Model {
         let logits = self.logits(&pixels.data)?;
         let inferred = now_ms();
         let probs = softmax(&logits);
-        let top = top_k_of(&probs, top_k)
+        let top = top_k_indices(&probs, top_k)
             .into_iter()
             .map(|index| Prediction {
                 label: self
@@ -434,35 +435,9 @@ fn summarize_gates(raw: &str) -> std::result::Result<Option<GatesSummary>, Strin
     }))
 }
 
-/// Numerically stable softmax.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
-
-/// Indices of the `k` largest values, largest first (ties: lower index first).
-fn top_k_of(probs: &[f32], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    order.truncate(k);
-    order
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn softmax_and_top_k() {
-        let p = softmax(&[1.0, 3.0, 2.0, 3.0]);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert_eq!(top_k_of(&p, 3), [1, 3, 2]);
-        assert_eq!(top_k_of(&p, 10).len(), 4);
-        let p = softmax(&[0.0, 1000.0]);
-        assert!(p[1] > 0.999 && p.iter().all(|v| v.is_finite()));
-    }
 
     #[test]
     fn gates_summary() {
