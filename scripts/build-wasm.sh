@@ -15,7 +15,8 @@
 # Cached steps are skipped: a warm run with nothing changed takes seconds.
 #
 # Environment:
-#   AHP_DEMO_MODEL   ONNX model copied to web/pkg/demo.onnx (default: the tiny fixture)
+#   AHP_DEMO_MODEL   ONNX model copied to web/pkg/demo.onnx (default: the embedded model purified
+#                    for the painting domain by `ahp demo`, models/ahp-synth-clip-painting.onnx)
 #   AHP_WASM_SIMD    1 (default) builds with -C target-feature=+simd128; 0 without (for the
 #                    measurement in web/README.md)
 #   AHP_WASM_OUT     output directory (default web/pkg; web/pkg/nosimd without SIMD)
@@ -26,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-DEMO_MODEL="${AHP_DEMO_MODEL:-tests/fixtures/onnx/clip-tiny-a.onnx}"
+DEMO_MODEL="${AHP_DEMO_MODEL:-models/ahp-synth-clip-painting.onnx}"
 simd="${AHP_WASM_SIMD:-1}"
 if [ "$simd" = 1 ]; then
   out="${AHP_WASM_OUT:-web/pkg}"

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 root="$PWD"
 out="$root/target/web-test"
 node_dir="${AHP_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ahp/node}"
-images=(tests/fixtures/images/rgb_square.png tests/fixtures/images/gray.png tests/fixtures/images/palette.png)
+images=(web/test/images/painting-triangle.png web/test/images/sketch-star.png tests/fixtures/images/rgb_square.png tests/fixtures/images/palette.png)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 # Chromium (Debian package; playwright never downloads a browser here).

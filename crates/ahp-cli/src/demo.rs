@@ -35,11 +35,17 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 24)]
     per_class: usize,
     /// Training steps.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 200)]
     steps: u64,
     /// Images per training step (every source domain is in every batch).
     #[arg(long, default_value_t = 24)]
     batch_size: usize,
+    /// Peak learning rate of the HA-LoRA factors.
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// Peak learning rate of the gate logits.
+    #[arg(long, default_value_t = 1e-2)]
+    gate_lr: f64,
     /// Seed of the data (different from the pretraining images) and of training.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -54,10 +60,7 @@ fn classes_of(checkpoint: &Path) -> Result<usize> {
     let path = checkpoint.join("tokenizer.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read the tokenizer", path.display()))?;
-    let known = Shape::ALL
-        .iter()
-        .take_while(|s| text.contains(&format!("\"{}\"", s.name())))
-        .count();
+    let known = ahp_data::synth::classes_named_in(&text);
     if known < 2 {
         bail!(
             "{}: the demo needs a checkpoint whose vocabulary names the synthetic classes ({}); \
@@ -118,8 +121,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         steps: a.steps,
         batch_size: a.batch_size,
         eval_batch_size: 64,
-        lr: 1e-3,
-        gate_lr: 1e-2,
+        lr: a.lr,
+        gate_lr: a.gate_lr,
         weight_decay: 0.0,
         warmup_steps: a.steps / 10,
         grad_clip: 1.0,
@@ -142,6 +145,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .map(|r| r.correct as f64 / r.images.max(1) as f64)
     };
     let (zs, purified) = (acc(&summary.zero_shot), acc(&summary.trained));
+    println!("{}", summary.report);
     println!(
         "best step {} (source-val {:.2}%), {:.0} train images/s\n",
         summary.best_step,

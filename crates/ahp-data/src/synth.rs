@@ -371,6 +371,16 @@ pub fn render(style: Style, shape: Shape, size: u32, seed: u64) -> RgbImage {
     canvas.into_image()
 }
 
+/// How many of the generator's classes, in [`Shape::ALL`] order, `vocabulary` names as quoted
+/// words (e.g. the text of a word-level `tokenizer.json`): the classes that a checkpoint
+/// pretrained on this generator (`ahp-pretrain`) knows.
+pub fn classes_named_in(vocabulary: &str) -> usize {
+    Shape::ALL
+        .iter()
+        .take_while(|s| vocabulary.contains(&format!("\"{}\"", s.name())))
+        .count()
+}
+
 /// A preview grid: one row per domain of `cfg`, one column per class, showing image `index`
 /// of each, separated by 2-pixel white gutters.
 pub fn contact_sheet(cfg: &SynthConfig, index: usize) -> Result<RgbImage> {

@@ -83,6 +83,15 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, baselines first: zero-shot, LoRA, HA-LoRA, DIG, AHP.
+    pub const ALL: [Method; 5] = [
+        Method::ZeroShot,
+        Method::Lora,
+        Method::HaLora,
+        Method::Dig,
+        Method::Ahp,
+    ];
+
     /// The CLI / manifest spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,6 +113,23 @@ impl Method {
     /// Whether the method trains head gates (with the MMD loss).
     pub fn has_gates(self) -> bool {
         matches!(self, Method::Ahp | Method::Dig)
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+
+    /// Parses the CLI / manifest spelling (`ahp`, `ha-lora`, `lora`, `dig`, `zero-shot`).
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown method `{s}` (expected one of {})",
+                    Method::ALL.map(Method::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -227,5 +253,19 @@ impl RunManifest {
             });
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_parse_their_own_spelling() {
+        for m in Method::ALL {
+            assert_eq!(m.as_str().parse::<Method>(), Ok(m));
+        }
+        let err = "ha_lora".parse::<Method>().expect_err("not a method");
+        assert!(err.contains("ha_lora") && err.contains("ha-lora"), "{err}");
     }
 }

@@ -101,8 +101,18 @@ fn main() -> anyhow::Result<()> {
         run()?;
     }
     let dt = t0.elapsed().as_secs_f64() / steps as f64;
+    // Peak resident memory of the process (Linux), the figure to compare with PyTorch's.
+    let peak_mib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0);
     println!(
-        "ahp-train (candle) {:.2} images/s ({:.0} ms/step, {} trainable parameters)",
+        "ahp-train (candle) {:.2} images/s ({:.0} ms/step, {} trainable parameters, batch {batch}, peak RSS {peak_mib:.0} MiB)",
         batch as f64 / dt,
         dt * 1e3,
         trainable.num_parameters()

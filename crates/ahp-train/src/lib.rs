@@ -22,3 +22,25 @@ pub mod train;
 
 pub use error::{Result, TrainError};
 pub use train::{train, TrainOptions, TrainSummary};
+
+/// The training device by name: `cpu`, or `cuda` (CUDA device 0; needs the `cuda` feature).
+pub fn select_device(name: &str) -> Result<candle_core::Device> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" => {
+            if !cfg!(feature = "cuda") {
+                return Err(TrainError::option(
+                    "device",
+                    "cuda: this binary was built without CUDA; rebuild with `--features cuda`",
+                ));
+            }
+            candle_core::Device::new_cuda(0).map_err(|e| {
+                TrainError::option("device", format!("cannot open CUDA device 0: {e}"))
+            })
+        }
+        other => Err(TrainError::option(
+            "device",
+            format!("unknown device `{other}` (expected cpu or cuda)"),
+        )),
+    }
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use ahp_spec::run::Method;
 use ahp_train::{train, TrainOptions};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Device;
 use clap::{Parser, ValueEnum};
 
@@ -128,15 +128,11 @@ struct Args {
 }
 
 fn device(arg: DeviceArg) -> Result<Device> {
-    match arg {
-        DeviceArg::Cpu => Ok(Device::Cpu),
-        DeviceArg::Cuda => {
-            if !cfg!(feature = "cuda") {
-                bail!("--device cuda: this ahp-train was built without CUDA; rebuild with `--features cuda`");
-            }
-            Device::new_cuda(0).context("--device cuda: cannot open CUDA device 0")
-        }
-    }
+    let name = match arg {
+        DeviceArg::Cpu => "cpu",
+        DeviceArg::Cuda => "cuda",
+    };
+    Ok(ahp_train::select_device(name)?)
 }
 
 fn run(args: Args) -> Result<()> {
@@ -203,6 +199,7 @@ fn run(args: Args) -> Result<()> {
         progress: !args.quiet,
         device,
     })?;
+    println!("{}", summary.report);
     println!(
         "run directory {} (best step {}, source-val {:.2}%, {:.1} train images/s, {} unreadable images skipped)",
         summary.run_dir.display(),

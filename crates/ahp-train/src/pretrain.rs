@@ -552,9 +552,26 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
     let mut final_loss = f64::NAN;
     let mut log = Vec::new();
     let mut window = Window::default();
+    // Rendering runs on its own thread, two batches ahead of the optimizer (the batches depend
+    // only on the seed and the step, so the result is the same as rendering in the loop).
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let render_thread = {
+        let (styles, shapes, pre) = (styles.clone(), shapes.clone(), pre.clone());
+        let (seed, steps, batch) = (o.seed, o.steps, o.batch_size);
+        std::thread::spawn(move || {
+            for step in 0..steps {
+                let batch = render_batch(seed, step, batch, &styles, &shapes, &pre);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+        })
+    };
     for step in 0..o.steps {
-        let (images, s_idx, c_idx) =
-            render_batch(o.seed, step, o.batch_size, &styles, &shapes, &pre)?;
+        let (images, s_idx, c_idx) = rx
+            .recv()
+            .map_err(|_| TrainError::run_dir("synthetic image", "the renderer stopped"))??;
         let pixels = pixel_batch(&images, device)?;
         let img = ahp_model::l2_normalize(&model.image_features(&pixels, &[], false)?.embeds)?;
         let txt = ahp_model::l2_normalize(&model.text_features(&caption_batch)?)?;
@@ -622,6 +639,9 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
             window = Window::default();
         }
     }
+    render_thread
+        .join()
+        .map_err(|_| TrainError::run_dir("synthetic image", "the renderer panicked"))?;
     bar.finish_and_clear();
     varmap
         .save(ahp_model::adapter::tmp_path(

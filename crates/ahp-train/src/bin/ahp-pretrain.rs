@@ -43,6 +43,16 @@ struct Args {
     /// Object classes.
     #[arg(long, default_value_t = PretrainOptions::default().classes)]
     classes: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = PretrainOptions::default().image_size)]
+    image_size: usize,
+    /// Patch side in pixels (must divide the image side).
+    #[arg(long, default_value_t = PretrainOptions::default().patch_size)]
+    patch_size: usize,
+    /// CPU threads of the tensor kernels (0 = all cores). At this model size one thread is
+    /// the fastest: candle's per-op fan-out costs more than the small matrices gain.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Print loss and batch accuracy every this many steps (0 = never).
     #[arg(long, default_value_t = PretrainOptions::default().log_every)]
     log_every: u64,
@@ -52,6 +62,11 @@ struct Args {
 }
 
 fn run(a: Args) -> Result<()> {
+    if a.threads > 0 {
+        // candle sizes its CPU thread pool from RAYON_NUM_THREADS on first use.
+        // Set before any tensor work starts a thread.
+        std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
+    }
     let s = pretrain(
         &PretrainOptions {
             out: a.out,
@@ -62,6 +77,8 @@ fn run(a: Args) -> Result<()> {
             weight_decay: a.weight_decay,
             seed: a.seed,
             classes: a.classes,
+            image_size: a.image_size,
+            patch_size: a.patch_size,
             progress: !a.quiet,
             log_every: a.log_every,
             ..Default::default()
