@@ -16,7 +16,8 @@
 #
 # Environment:
 #   AHP_DEMO_MODEL   ONNX model copied to web/pkg/demo.onnx (default: the embedded model purified
-#                    for the painting domain by `ahp demo`, models/ahp-synth-clip-painting.onnx)
+#                    for the painting domain by `ahp demo`, made here into target/demo-model/ on
+#                    first use and again when models/ahp-synth-clip changes)
 #   AHP_WASM_SIMD    1 (default) builds with -C target-feature=+simd128; 0 without (for the
 #                    measurement in web/README.md)
 #   AHP_WASM_OUT     output directory (default web/pkg; web/pkg/nosimd without SIMD)
@@ -27,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-DEMO_MODEL="${AHP_DEMO_MODEL:-models/ahp-synth-clip-painting.onnx}"
+DEMO_MODEL="${AHP_DEMO_MODEL:-target/demo-model/ahp-synth-clip-painting.onnx}"
 simd="${AHP_WASM_SIMD:-1}"
 if [ "$simd" = 1 ]; then
   out="${AHP_WASM_OUT:-web/pkg}"
@@ -126,6 +127,26 @@ fi
 bindgen_bytes="$(cat "$out/.bindgen-bytes")"
 
 # --- 6. demo model ---------------------------------------------------------------------------
+if [ -z "${AHP_DEMO_MODEL:-}" ]; then
+  # The default: `ahp demo`'s exported model (the embedded CLIP purified for the unseen painting
+  # domain), rebuilt when the embedded checkpoint changes. The binary is the one of
+  # `cargo test --workspace` (scripts/test.sh), so after the tests this build is a no-op.
+  want="$(sha256sum models/ahp-synth-clip/model.safetensors | cut -c1-64)"
+  if [ ! -f "$DEMO_MODEL" ] || [ "$(cat target/demo-model/.base-sha256 2>/dev/null)" != "$want" ]; then
+    log "making the demo model with ahp demo (about 2 minutes)"
+    cargo test -q --workspace --locked --no-run 2>/dev/null || cargo test --workspace --locked --no-run
+    [ -n "${ORT_DYLIB_PATH:-}" ] || { ORT_DYLIB_PATH="$(bash scripts/fetch-onnxruntime.sh)"; export ORT_DYLIB_PATH; }
+    rm -rf target/demo-model
+    mkdir -p target
+    if ! target/debug/ahp demo --quiet --out target/demo-model > target/demo-model.log 2>&1; then
+      cat target/demo-model.log >&2
+      log "error: ahp demo failed (log above)"
+      exit 1
+    fi
+    cp target/demo-model/model.onnx "$DEMO_MODEL"
+    echo "$want" > target/demo-model/.base-sha256
+  fi
+fi
 [ -f "$DEMO_MODEL" ] || { log "error: demo model $DEMO_MODEL not found"; exit 1; }
 cp "$DEMO_MODEL" "$out/demo.onnx"
 printf '{"file": "demo.onnx", "name": "%s", "source": "%s"}\n' \
