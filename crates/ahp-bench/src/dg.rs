@@ -219,7 +219,7 @@ fn run_job(a: &DgArgs, data: &Path, job: &Job, device: &Device) -> Result<(RunRe
             job.seed
         )
     })?;
-    let target_acc = pooled(&summary.trained, "target");
+    let target_acc = ahp_train::eval::split_accuracy(&summary.trained, "target");
     let result = RunResult {
         target: job.target.clone(),
         method: job.method,
@@ -232,11 +232,6 @@ fn run_job(a: &DgArgs, data: &Path, job: &Job, device: &Device) -> Result<(RunRe
     };
     ahp_train::state::write_atomic(&cache, serde_json::to_string_pretty(&result)?.as_bytes())?;
     Ok((result, false))
-}
-
-fn pooled(rows: &[ahp_train::eval::DomainAccuracy], split: &str) -> f64 {
-    let rows: Vec<_> = rows.iter().filter(|r| r.split == split).collect();
-    ahp_train::eval::pooled_accuracy(&rows)
 }
 
 /// Runs `jobs` on `workers` threads; results in job order.
@@ -670,10 +665,7 @@ fn gates_chart(path: &Path, drops: &[HeadDrop], method: Method) -> Result<()> {
 /// Runs the benchmark.
 pub fn run(a: DgArgs) -> Result<()> {
     let t0 = Instant::now();
-    if a.threads > 0 {
-        // candle sizes its CPU thread pool from RAYON_NUM_THREADS on first use.
-        std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
-    }
+    ahp_train::set_cpu_threads(a.threads);
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }

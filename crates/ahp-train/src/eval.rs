@@ -72,3 +72,9 @@ pub fn pooled_accuracy(rows: &[&DomainAccuracy]) -> f64 {
         correct as f64 / images as f64
     }
 }
+
+/// Pooled accuracy of the rows of one split (`"in"`, `"out"` or `"target"`).
+pub fn split_accuracy(rows: &[DomainAccuracy], split: &str) -> f64 {
+    let rows: Vec<&DomainAccuracy> = rows.iter().filter(|r| r.split == split).collect();
+    pooled_accuracy(&rows)
+}

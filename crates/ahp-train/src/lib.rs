@@ -44,3 +44,12 @@ pub fn select_device(name: &str) -> Result<candle_core::Device> {
         )),
     }
 }
+
+/// Sets the number of CPU threads of candle's tensor kernels (`0` keeps the default: all
+/// cores). candle sizes its thread pool from `RAYON_NUM_THREADS` once, on first use, so call
+/// this before any tensor work.
+pub fn set_cpu_threads(threads: usize) {
+    if threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}

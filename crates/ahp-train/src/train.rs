@@ -21,7 +21,7 @@ use sha2::Digest;
 
 use crate::adapters::{default_ranks, Layout, Trainable};
 use crate::error::{Result, TrainError};
-use crate::eval::{count_correct, pooled_accuracy, DomainAccuracy};
+use crate::eval::{count_correct, split_accuracy, DomainAccuracy};
 use crate::mmd::head_mmd_loss;
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
 use crate::state::{load_state, save_state, write_atomic, StateMeta, STATE_FILE};
@@ -347,13 +347,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             ));
         }
         let zero_shot = ctx.evaluate(&[], &["in", "out", "target"])?;
-        let val: Vec<&DomainAccuracy> = zero_shot.iter().filter(|r| r.split == "out").collect();
         meta = StateMeta {
             next_step: 0,
             lora_t: 0,
             gate_t: 0,
             best_step: 0,
-            best_acc: pooled_accuracy(&val),
+            best_acc: split_accuracy(&zero_shot, "out"),
             zero_shot,
             fingerprint: fp.clone(),
         };
@@ -451,14 +450,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
                     )?
                     .hooks;
                 let rows = ctx.evaluate(&eval_hooks, &["out", "target"])?;
-                let val =
-                    pooled_accuracy(&rows.iter().filter(|r| r.split == "out").collect::<Vec<_>>());
-                let target = pooled_accuracy(
-                    &rows
-                        .iter()
-                        .filter(|r| r.split == "target")
-                        .collect::<Vec<_>>(),
-                );
+                let val = split_accuracy(&rows, "out");
+                let target = split_accuracy(&rows, "target");
                 let improved = val > meta.best_acc;
                 if improved {
                     best = trainable.snapshot()?;

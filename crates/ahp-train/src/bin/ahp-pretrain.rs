@@ -62,11 +62,7 @@ struct Args {
 }
 
 fn run(a: Args) -> Result<()> {
-    if a.threads > 0 {
-        // candle sizes its CPU thread pool from RAYON_NUM_THREADS on first use.
-        // Set before any tensor work starts a thread.
-        std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
-    }
+    ahp_train::set_cpu_threads(a.threads);
     let s = pretrain(
         &PretrainOptions {
             out: a.out,
