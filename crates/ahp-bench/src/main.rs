@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ahp_train::retain_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dg(args) => dg::run(args),

@@ -13,6 +13,12 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 
+// Training frees and re-allocates its large activations every step; mimalloc (with
+// `ahp_train::retain_freed_memory`) reuses them instead of returning pages to the kernel and
+// faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ahp",
@@ -225,6 +231,7 @@ fn info(spec: &str) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    ahp_train::retain_freed_memory();
     let result = match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Classify(args) => classify(args),

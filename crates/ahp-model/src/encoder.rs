@@ -92,6 +92,12 @@ impl Attention {
         self.head_dim
     }
 
+    /// `true` when the projections are constants (adapter training, inference), `false` when
+    /// they are trained themselves (`ahp-pretrain`).
+    fn is_frozen(&self) -> bool {
+        !self.q_proj.weight().track_op() && !self.k_proj.weight().track_op()
+    }
+
     /// `[B, N, H*dh] -> [B, H, N, dh]`
     fn split_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, n, _) = x.dims3()?;
@@ -121,14 +127,29 @@ impl Attention {
             v = (v + lr.forward_delta(x)?)?;
         }
         let scale = (self.head_dim as f64).powf(-0.5);
-        let q = self.split_heads(&q)?;
-        let k = self.split_heads(&k)?;
-        let v = self.split_heads(&v)?;
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = softmax_last_dim(&scores)?;
+        // Training through frozen weights: fused kernels that keep fewer activations
+        // (`crate::ops`); otherwise candle's primitive ops.
+        let fused = mask.is_none() && self.is_frozen() && crate::ops::fused_ok(&q);
+        let split = |t: &Tensor| -> candle_core::Result<Tensor> {
+            if fused && t.track_op() {
+                crate::ops::split_heads(t, self.num_heads)
+            } else {
+                self.split_heads(t)
+            }
+        };
+        let q = split(&q)?;
+        let k = split(&k)?;
+        let v = split(&v)?;
+        let probs = if fused {
+            // The scale is applied inside the fused softmax, which keeps only its output.
+            crate::ops::scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)?
+        } else {
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(mask) = mask {
+                scores = scores.broadcast_add(mask)?;
+            }
+            softmax_last_dim(&scores)?
+        };
         let mut heads = probs.matmul(&v)?; // [B, H, N, dh]
         if let Some(logits) = &hooks.gate_logits {
             let g = gates_from_logits(logits)?;
@@ -141,7 +162,11 @@ impl Attention {
             }
             heads = heads.broadcast_mul(&g.reshape((1, self.num_heads, 1, 1))?)?;
         }
-        let merged = heads.transpose(1, 2)?.reshape((b, n, d))?;
+        let merged = if fused && heads.track_op() {
+            crate::ops::merge_heads(&heads)?
+        } else {
+            heads.transpose(1, 2)?.reshape((b, n, d))?
+        };
         let output = self.out_proj.forward(&merged)?;
         Ok(AttentionOutput { output, heads })
     }
@@ -183,8 +208,14 @@ impl Mlp {
 
     /// `fc2(act(fc1(x)))`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2
-            .forward(&activate(self.act, &self.fc1.forward(x)?)?)
+        let h = self.fc1.forward(x)?;
+        let frozen = !self.fc1.weight().track_op() && !self.fc2.weight().track_op();
+        let h = if self.act == Activation::QuickGelu && frozen && crate::ops::fused_ok(&h) {
+            crate::ops::quick_gelu(&h)?
+        } else {
+            activate(self.act, &h)?
+        };
+        self.fc2.forward(&h)
     }
 
     /// First linear layer.

@@ -97,13 +97,26 @@ impl HeadLowRank {
             )));
         }
         let a = self.a.reshape((h * r, d))?;
-        // [B*N, D] @ [D, H*r] -> [B*N, H, r] -> [H, B*N, r]
+        // [B*N, D] @ [D, H*r] @ [H*r, H*dh]: two GEMMs and no copies of the activations.
         let xa = x.reshape((bsz * n, d))?.matmul(&a.t()?)?;
-        let xa = xa.reshape((bsz * n, h, r))?.transpose(0, 1)?.contiguous()?;
-        // [H, B*N, r] @ [H, r, dh] -> [H, B*N, dh] -> [B*N, H, dh]
-        let out = xa.matmul(&self.b.transpose(1, 2)?.contiguous()?)?;
-        let out = out.transpose(0, 1)?.reshape((bsz, n, h * dh))?;
-        Ok((out * self.scaling)?)
+        let out = xa.matmul(&self.block_diagonal_b()?)?;
+        Ok(out.reshape((bsz, n, h * dh))?)
+    }
+
+    /// `scaling * blockdiag(B_0^T, ..., B_{H-1}^T)`, `[H * r, H * d_head]`: row block `h` maps
+    /// head `h`'s rank-`r` code to head `h`'s output columns and to no other head's.
+    fn block_diagonal_b(&self) -> Result<Tensor> {
+        let (h, r, dh) = (self.num_heads(), self.rank(), self.head_dim());
+        let bt = self.b.transpose(1, 2)?; // [H, r, dh]
+        let bd = if h == 1 {
+            bt.reshape((r, dh))?
+        } else {
+            let eye = Tensor::eye(h, self.b.dtype(), self.b.device())?.reshape((h, 1, h, 1))?;
+            bt.unsqueeze(2)?
+                .broadcast_mul(&eye)?
+                .reshape((h * r, h * dh))?
+        };
+        Ok((bd * self.scaling)?)
     }
 
     /// The folded weight delta `scaling * [B_0 A_0; ...; B_{H-1} A_{H-1}]`, `[H * d_head, D]`,

@@ -32,6 +32,7 @@ pub mod encoder;
 pub mod error;
 pub mod heads;
 pub mod nn;
+pub mod ops;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

@@ -1,6 +1,7 @@
-//! Small building blocks: a LayerNorm that is differentiable (candle-nn's fused CPU kernel has
-//! no backward pass) but uses the fused kernel when no gradient is tracked, and the MLP
-//! activations.
+//! Small building blocks: a linear layer and a LayerNorm that are differentiable (candle-nn's
+//! fused LayerNorm has no backward pass) but use fused kernels when no gradient is tracked, or
+//! when the gradient only has to reach the input through frozen weights ([`crate::ops`]), and
+//! the MLP activations.
 
 use ahp_spec::Activation;
 use candle_core::{Tensor, D};
@@ -51,6 +52,10 @@ impl Linear {
             .last()
             .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
+        let frozen = !self.weight.track_op() && !self.bias.as_ref().is_some_and(|b| b.track_op());
+        if frozen && crate::ops::fused_ok(x) {
+            return crate::ops::frozen_linear(x, &self.weight, self.bias.as_ref());
+        }
         let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -87,10 +92,19 @@ impl LayerNorm {
         })
     }
 
+    /// `true` when neither gain nor bias is trainable (then the training path may use the
+    /// fused kernel of [`crate::ops::layer_norm`]).
+    fn is_frozen(&self) -> bool {
+        !self.weight.track_op() && !self.bias.track_op()
+    }
+
     /// Normalizes `x` over its last dimension.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if !x.track_op() && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
+        if self.is_frozen() && crate::ops::fused_ok(x) {
+            return crate::ops::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
         let n = x.dim(D::Minus1)? as f64;
         let mean = (x.sum_keepdim(D::Minus1)? / n)?;

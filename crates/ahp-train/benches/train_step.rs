@@ -18,6 +18,11 @@ use ahp_train::train::step_gradients;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+// As in the ahp-train binary: large activations are freed and re-allocated every step; mimalloc
+// reuses them instead of returning them to the OS and faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -26,6 +31,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() -> anyhow::Result<()> {
+    ahp_train::retain_freed_memory();
     let steps = env("AHP_BENCH_STEPS", 3);
     let batch = env("AHP_BENCH_BATCH", 32);
     let device = Device::Cpu;

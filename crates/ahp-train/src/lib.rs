@@ -53,3 +53,28 @@ pub fn set_cpu_threads(threads: usize) {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
 }
+
+/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in mimalloc.h of the pinned
+/// libmimalloc-sys 0.1.49, which has no Rust name for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// For binaries whose global allocator is mimalloc: keep freed memory for reuse instead of
+/// returning it to the OS. A training step frees and re-allocates the same few GiB of
+/// activations; returned pages are faulted in and zeroed again by the kernel on the next step
+/// (about 7% of a ViT-B/16 step on the CPU). Peak RSS is unchanged. Harmless elsewhere.
+pub fn retain_freed_memory() {
+    // SAFETY: mi_option_set stores an integer option; -1 ("never purge") is a documented value
+    // of purge_delay.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn purge_delay_option_is_the_one_set() {
+        super::retain_freed_memory();
+        // SAFETY: reads an integer option.
+        let v = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(v, -1);
+    }
+}

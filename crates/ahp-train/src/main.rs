@@ -9,6 +9,12 @@ use anyhow::{bail, Result};
 use candle_core::Device;
 use clap::{Parser, ValueEnum};
 
+// Training frees and re-allocates its large activations every step; mimalloc (with
+// `ahp_train::retain_freed_memory`) reuses them instead of returning pages to the kernel and
+// faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum MethodArg {
     Ahp,
@@ -212,6 +218,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    ahp_train::retain_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

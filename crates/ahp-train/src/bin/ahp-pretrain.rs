@@ -102,6 +102,7 @@ fn run(a: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    ahp_train::retain_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

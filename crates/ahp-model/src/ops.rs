@@ -1,0 +1,629 @@
+//! Fused CPU kernels with a backward pass, for training adapters through a **frozen** CLIP.
+//!
+//! candle's autograd records every primitive op, so a LayerNorm, softmax or QuickGELU written
+//! with primitives keeps three to five full-size intermediate tensors alive per call until the
+//! backward pass, and a `matmul` always computes the gradient of both operands, including that
+//! of a frozen weight nobody reads (one GEMM as large as the forward one, per linear layer).
+//! These ops keep one output each and compute only the input gradient:
+//!
+//! * [`frozen_linear`]: `x W^T + b` with `W`, `b` constants; backward is `dy W`.
+//! * [`layer_norm`]: LayerNorm with constant gain and bias; backward recomputes the statistics.
+//! * [`scaled_softmax_last_dim`]: `softmax(scale * x)`; backward uses the output only.
+//! * [`quick_gelu`]: `x * sigmoid(1.702 x)`.
+//! * [`split_heads`] / [`merge_heads`]: `[B, N, H*dh] <-> [B, H, N, dh]` in one node each.
+//!
+//! They run on the CPU in f32 (rows in parallel with rayon); [`fused_ok`] says when a caller may
+//! use them. Elsewhere (CUDA, other dtypes, or trainable weights as in `ahp-pretrain`) the
+//! callers keep the primitive-op formulation, so those paths are unchanged.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+type Res<T> = candle_core::Result<T>;
+
+/// `true` when `x` carries a gradient and lives on the CPU in f32: the fused training kernels
+/// apply.
+pub fn fused_ok(x: &Tensor) -> bool {
+    x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+fn err(msg: impl Into<String>) -> candle_core::Error {
+    candle_core::Error::Msg(msg.into())
+}
+
+/// The contiguous f32 slice of a CPU storage under `layout`.
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Res<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(v) => v.as_slice(),
+        other => return Err(err(format!("{op}: expected f32, got {:?}", other.dtype()))),
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| err(format!("{op}: input is not contiguous")))?;
+    Ok(&data[start..end])
+}
+
+/// Reads a constant CPU f32 tensor as a contiguous vector.
+fn const_vec(t: &Tensor, op: &str) -> Res<Vec<f32>> {
+    if !t.device().is_cpu() || t.dtype() != DType::F32 {
+        return Err(err(format!("{op}: constants must be f32 on the CPU")));
+    }
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+fn last_dim(layout: &Layout, op: &str) -> Res<usize> {
+    match layout.dims().last() {
+        Some(&d) if d > 0 => Ok(d),
+        _ => Err(err(format!("{op}: empty last dimension"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear with a constant weight.
+
+struct FrozenLinear {
+    weight: Tensor,
+    bias: Option<Vec<f32>>,
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
+        let k = last_dim(layout, "frozen-linear")?;
+        let m = layout.shape().elem_count() / k;
+        if !layout.is_contiguous() {
+            return Err(err("frozen-linear: input is not contiguous"));
+        }
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(w) = &*w_storage else {
+            return Err(err("frozen-linear: weight is not on the CPU"));
+        };
+        let (n, kw) = w_layout.shape().dims2()?;
+        if kw != k {
+            return Err(err(format!(
+                "frozen-linear: input width {k}, weight {:?}",
+                w_layout.dims()
+            )));
+        }
+        let rows = Layout::contiguous_with_offset((m, k), layout.start_offset());
+        let mut out = storage.matmul(w, (1, m, n, k), &rows, &w_layout.transpose(0, 1)?)?;
+        if let Some(bias) = &self.bias {
+            let CpuStorage::F32(y) = &mut out else {
+                return Err(err("frozen-linear: expected f32"));
+            };
+            y.par_chunks_mut(n).for_each(|row| {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            });
+        }
+        let mut dims = layout.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Ok((out, Shape::from(dims)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
+        let n = self.weight.dim(0)?;
+        let rows = grad.elem_count() / n;
+        let gx = grad.reshape((rows, n))?.matmul(&self.weight)?;
+        Ok(Some(gx.reshape(arg.dims())?))
+    }
+}
+
+/// `x W^T + b` for `x` `[..., K]`, `weight` `[N, K]`, `bias` `[N]`, both constants: one GEMM
+/// forward, and a backward pass that computes the input gradient only. CPU, f32.
+pub fn frozen_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Res<Tensor> {
+    let bias = bias.map(|b| const_vec(b, "frozen-linear")).transpose()?;
+    if let Some(b) = &bias {
+        if b.len() != weight.dim(0)? {
+            return Err(err(format!(
+                "frozen-linear: bias has {} entries, weight {:?}",
+                b.len(),
+                weight.dims()
+            )));
+        }
+    }
+    x.contiguous()?.apply_op1(FrozenLinear {
+        weight: weight.contiguous()?,
+        bias,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Head split / merge: `[B, N, H*dh] <-> [B, H, N, dh]` as one node each (a reshape, transpose
+// and copy would be three, each with a full-size gradient in the backward pass).
+
+/// Copies `dh`-wide rows from `src` so that output row `i` is source row `map(i)`.
+fn permute_rows(src: &[f32], dh: usize, map: impl Fn(usize) -> usize + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(dh).enumerate().for_each(|(i, row)| {
+        let s = map(i) * dh;
+        row.copy_from_slice(&src[s..s + dh]);
+    });
+    out
+}
+
+struct SplitHeads {
+    heads: usize,
+}
+
+impl CustomOp1 for SplitHeads {
+    fn name(&self) -> &'static str {
+        "split-heads"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "split-heads")?;
+        let (b, n, d) = layout.shape().dims3()?;
+        let h = self.heads;
+        if h == 0 || d % h != 0 {
+            return Err(err(format!(
+                "split-heads: width {d} is not a multiple of {h} heads"
+            )));
+        }
+        let dh = d / h;
+        // Output row (bi, hi, ni) is source row (bi, ni, hi).
+        let out = permute_rows(x, dh, |i| {
+            let (ni, bh) = (i % n, i / n);
+            let (hi, bi) = (bh % h, bh / h);
+            (bi * n + ni) * h + hi
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, h, n, dh))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&MergeHeads)?))
+    }
+}
+
+struct MergeHeads;
+
+impl CustomOp1 for MergeHeads {
+    fn name(&self) -> &'static str {
+        "merge-heads"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "merge-heads")?;
+        let (b, h, n, dh) = layout.shape().dims4()?;
+        // Output row (bi, ni, hi) is source row (bi, hi, ni).
+        let out = permute_rows(x, dh, |i| {
+            let (hi, bn) = (i % h, i / h);
+            let (ni, bi) = (bn % n, bn / n);
+            (bi * h + hi) * n + ni
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, n, h * dh))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
+        let heads = arg.dim(1)?;
+        Ok(Some(
+            grad.contiguous()?.apply_op1_no_bwd(&SplitHeads { heads })?,
+        ))
+    }
+}
+
+/// `[B, N, H * dh] -> [B, H, N, dh]` (contiguous). CPU, f32.
+pub fn split_heads(x: &Tensor, heads: usize) -> Res<Tensor> {
+    x.contiguous()?.apply_op1(SplitHeads { heads })
+}
+
+/// `[B, H, N, dh] -> [B, N, H * dh]` (contiguous). CPU, f32.
+pub fn merge_heads(x: &Tensor) -> Res<Tensor> {
+    x.contiguous()?.apply_op1(MergeHeads)
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm with a constant gain and bias.
+
+struct LayerNormOp {
+    gain: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+/// Mean and reciprocal standard deviation of a row.
+fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp1 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "layer-norm")?;
+        let d = last_dim(layout, "layer-norm")?;
+        if d != self.gain.len() {
+            return Err(err(format!(
+                "layer-norm: width {d}, gain has {}",
+                self.gain.len()
+            )));
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(out, row)| {
+                let (mean, rstd) = row_stats(row, self.eps);
+                for (((o, v), g), b) in out.iter_mut().zip(row).zip(&self.gain).zip(&self.bias) {
+                    *o = (v - mean) * rstd * g + b;
+                }
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
+        let gx = arg.contiguous()?.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &LayerNormBwd {
+                gain: self.gain.clone(),
+                eps: self.eps,
+            },
+        )?;
+        Ok(Some(gx))
+    }
+}
+
+/// `dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`, `dxhat = dy * gain`.
+struct LayerNormBwd {
+    gain: Vec<f32>,
+    eps: f32,
+}
+
+impl CustomOp2 for LayerNormBwd {
+    fn name(&self) -> &'static str {
+        "layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "layer-norm-bwd")?;
+        let dy = f32_slice(s2, l2, "layer-norm-bwd")?;
+        let d = last_dim(l1, "layer-norm-bwd")?;
+        if x.len() != dy.len() {
+            return Err(err("layer-norm-bwd: gradient shape differs from input"));
+        }
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(dy.par_chunks(d)))
+            .for_each(|(out, (row, g))| {
+                let (mean, rstd) = row_stats(row, self.eps);
+                let n = d as f32;
+                let (mut s1, mut s2) = (0f32, 0f32);
+                for ((v, gi), w) in row.iter().zip(g).zip(&self.gain) {
+                    let dxhat = gi * w;
+                    s1 += dxhat;
+                    s2 += dxhat * (v - mean) * rstd;
+                }
+                let (m1, m2) = (s1 / n, s2 / n);
+                for (((o, v), gi), w) in out.iter_mut().zip(row).zip(g).zip(&self.gain) {
+                    let xhat = (v - mean) * rstd;
+                    *o = rstd * (gi * w - m1 - xhat * m2);
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// LayerNorm over the last dimension of `x` with constant `gain` and `bias`. CPU, f32.
+pub fn layer_norm(x: &Tensor, gain: &Tensor, bias: &Tensor, eps: f64) -> Res<Tensor> {
+    x.contiguous()?.apply_op1(LayerNormOp {
+        gain: const_vec(gain, "layer-norm")?,
+        bias: const_vec(bias, "layer-norm")?,
+        eps: eps as f32,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax(scale * x) over the last dimension.
+
+struct ScaledSoftmax {
+    scale: f32,
+}
+
+impl CustomOp1 for ScaledSoftmax {
+    fn name(&self) -> &'static str {
+        "scaled-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "scaled-softmax")?;
+        let d = last_dim(layout, "scaled-softmax")?;
+        let s = self.scale;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(out, row)| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * s));
+                let mut sum = 0f32;
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o = (v * s - max).exp();
+                    sum += *o;
+                }
+                let inv = 1.0 / sum;
+                out.iter_mut().for_each(|o| *o *= inv);
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
+        let gx = res
+            .contiguous()?
+            .apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd { scale: self.scale })?;
+        Ok(Some(gx))
+    }
+}
+
+/// `dx = scale * y * (dy - sum(dy * y))`.
+struct SoftmaxBwd {
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "scaled-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Res<(CpuStorage, Shape)> {
+        let y = f32_slice(s1, l1, "scaled-softmax-bwd")?;
+        let dy = f32_slice(s2, l2, "scaled-softmax-bwd")?;
+        let d = last_dim(l1, "scaled-softmax-bwd")?;
+        if y.len() != dy.len() {
+            return Err(err(
+                "scaled-softmax-bwd: gradient shape differs from output",
+            ));
+        }
+        let mut dx = vec![0f32; y.len()];
+        dx.par_chunks_mut(d)
+            .zip(y.par_chunks(d).zip(dy.par_chunks(d)))
+            .for_each(|(out, (yr, g))| {
+                let dot: f32 = yr.iter().zip(g).map(|(a, b)| a * b).sum();
+                for ((o, yi), gi) in out.iter_mut().zip(yr).zip(g) {
+                    *o = self.scale * yi * (gi - dot);
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// `softmax(scale * x)` over the last dimension. CPU, f32.
+pub fn scaled_softmax_last_dim(x: &Tensor, scale: f64) -> Res<Tensor> {
+    x.contiguous()?.apply_op1(ScaledSoftmax {
+        scale: scale as f32,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// QuickGELU.
+
+struct QuickGelu;
+
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+impl CustomOp1 for QuickGelu {
+    fn name(&self) -> &'static str {
+        "quick-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "quick-gelu")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(4096)
+            .zip(x.par_chunks(4096))
+            .for_each(|(out, xs)| {
+                for (o, v) in out.iter_mut().zip(xs) {
+                    *o = v * sigmoid(1.702 * v);
+                }
+            });
+        Ok((CpuStorage::F32(y), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
+        let gx = arg
+            .contiguous()?
+            .apply_op2_no_bwd(&grad.contiguous()?, &QuickGeluBwd)?;
+        Ok(Some(gx))
+    }
+}
+
+/// `dx = dy * (s + 1.702 x s (1 - s))`, `s = sigmoid(1.702 x)`.
+struct QuickGeluBwd;
+
+impl CustomOp2 for QuickGeluBwd {
+    fn name(&self) -> &'static str {
+        "quick-gelu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Res<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "quick-gelu-bwd")?;
+        let dy = f32_slice(s2, l2, "quick-gelu-bwd")?;
+        if x.len() != dy.len() {
+            return Err(err("quick-gelu-bwd: gradient shape differs from input"));
+        }
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(4096)
+            .zip(x.par_chunks(4096).zip(dy.par_chunks(4096)))
+            .for_each(|(out, (xs, gs))| {
+                for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
+                    let s = sigmoid(1.702 * v);
+                    *o = g * (s + 1.702 * v * s * (1.0 - s));
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// `x * sigmoid(1.702 x)` (CLIP's QuickGELU). CPU, f32.
+pub fn quick_gelu(x: &Tensor) -> Res<Tensor> {
+    x.contiguous()?.apply_op1(QuickGelu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .unwrap_or(f32::INFINITY)
+    }
+
+    /// Runs `fused` and `reference` on the same input (a variable), backpropagates
+    /// `sum(out * w)` for a fixed random `w` through both and compares outputs and input
+    /// gradients.
+    fn check(
+        shape: &[usize],
+        fused: impl Fn(&Tensor) -> Res<Tensor>,
+        reference: impl Fn(&Tensor) -> Res<Tensor>,
+        tol: f32,
+    ) -> Res<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.5, shape, &dev)?)?;
+        let a = fused(x.as_tensor())?;
+        let b = reference(x.as_tensor())?;
+        assert_eq!(a.dims(), b.dims());
+        assert!(max_diff(&a, &b) <= tol, "forward {}", max_diff(&a, &b));
+        let w = Tensor::randn(0f32, 1.0, a.dims(), &dev)?;
+        let ga = (a * &w)?.sum_all()?.backward()?;
+        let gb = (b * &w)?.sum_all()?.backward()?;
+        let (ga, gb) = (
+            ga.get(x.as_tensor()).expect("fused grad"),
+            gb.get(x.as_tensor()).expect("reference grad"),
+        );
+        assert!(max_diff(ga, gb) <= tol, "backward {}", max_diff(ga, gb));
+        Ok(())
+    }
+
+    #[test]
+    fn frozen_linear_matches_matmul_and_skips_weight_grad() -> Res<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 5, &dev)?;
+        check(
+            &[6, 7],
+            |x| frozen_linear(x, &w, Some(&b)),
+            |x| x.matmul(&w.t()?)?.broadcast_add(&b),
+            1e-4,
+        )?;
+        check(
+            &[3, 7],
+            |x| frozen_linear(x, &w, None),
+            |x| x.matmul(&w.t()?),
+            1e-4,
+        )
+    }
+
+    #[test]
+    fn frozen_linear_keeps_leading_dims() -> Res<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 5, &dev)?;
+        check(
+            &[2, 3, 7],
+            |x| frozen_linear(x, &w, Some(&b)),
+            |x| x.broadcast_matmul(&w.t()?)?.broadcast_add(&b),
+            1e-4,
+        )
+    }
+
+    #[test]
+    fn split_and_merge_heads_match_reshape_transpose() -> Res<()> {
+        check(
+            &[2, 5, 12],
+            |x| split_heads(x, 3),
+            |x| x.reshape((2, 5, 3, 4))?.transpose(1, 2)?.contiguous(),
+            0.0,
+        )?;
+        check(
+            &[2, 3, 5, 4],
+            merge_heads,
+            |x| x.transpose(1, 2)?.reshape((2, 5, 12)),
+            0.0,
+        )
+    }
+
+    #[test]
+    fn layer_norm_matches_composite() -> Res<()> {
+        let dev = Device::Cpu;
+        let g = Tensor::randn(1f32, 0.3, 16, &dev)?;
+        let b = Tensor::randn(0f32, 0.3, 16, &dev)?;
+        let eps = 1e-5;
+        check(
+            &[2, 3, 16],
+            |x| layer_norm(x, &g, &b, eps),
+            |x| {
+                let mean = (x.sum_keepdim(D::Minus1)? / 16.0)?;
+                let c = x.broadcast_sub(&mean)?;
+                let var = (c.sqr()?.sum_keepdim(D::Minus1)? / 16.0)?;
+                c.broadcast_div(&(var + eps)?.sqrt()?)?
+                    .broadcast_mul(&g)?
+                    .broadcast_add(&b)
+            },
+            1e-4,
+        )
+    }
+
+    #[test]
+    fn scaled_softmax_matches_composite() -> Res<()> {
+        check(
+            &[2, 3, 4, 9],
+            |x| scaled_softmax_last_dim(x, 0.125),
+            |x| candle_nn::ops::softmax(&(x * 0.125)?, D::Minus1),
+            1e-5,
+        )
+    }
+
+    #[test]
+    fn quick_gelu_matches_composite() -> Res<()> {
+        check(
+            &[3, 5000],
+            quick_gelu,
+            |x| x.broadcast_mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?),
+            1e-5,
+        )
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() -> Res<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::zeros((2, 4), DType::F32, &dev)?)?;
+        let w = Tensor::zeros((3, 5), DType::F32, &dev)?;
+        assert!(frozen_linear(x.as_tensor(), &w, None).is_err());
+        let g = Tensor::ones(3, DType::F32, &dev)?;
+        assert!(layer_norm(x.as_tensor(), &g, &g, 1e-5).is_err());
+        Ok(())
+    }
+}
