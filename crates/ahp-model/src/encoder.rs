@@ -115,17 +115,21 @@ impl Attention {
         hooks: &HeadHooks,
     ) -> Result<AttentionOutput> {
         let (b, n, d) = x.dims3()?;
-        let mut q = self.q_proj.forward(x)?;
-        if let Some(lr) = &hooks.q {
-            check_hook(lr.num_heads(), lr.head_dim(), self, "q")?;
-            q = (q + lr.forward_delta(x)?)?;
-        }
+        let q = match &hooks.q {
+            Some(lr) => {
+                check_hook(lr.num_heads(), lr.head_dim(), self, "q")?;
+                lr.forward_with(&self.q_proj, x)?
+            }
+            None => self.q_proj.forward(x)?,
+        };
         let k = self.k_proj.forward(x)?;
-        let mut v = self.v_proj.forward(x)?;
-        if let Some(lr) = &hooks.v {
-            check_hook(lr.num_heads(), lr.head_dim(), self, "v")?;
-            v = (v + lr.forward_delta(x)?)?;
-        }
+        let v = match &hooks.v {
+            Some(lr) => {
+                check_hook(lr.num_heads(), lr.head_dim(), self, "v")?;
+                lr.forward_with(&self.v_proj, x)?
+            }
+            None => self.v_proj.forward(x)?,
+        };
         let scale = (self.head_dim as f64).powf(-0.5);
         // Training through frozen weights: fused kernels that keep fewer activations
         // (`crate::ops`); otherwise candle's primitive ops.

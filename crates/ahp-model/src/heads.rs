@@ -119,6 +119,26 @@ impl HeadLowRank {
         Ok((bd * self.scaling)?)
     }
 
+    /// `proj(x)` plus this delta, `[B, N, H * d_head]`. When training through a frozen
+    /// projection on the CPU this is one fused node ([`crate::ops::frozen_linear_low_rank`]);
+    /// otherwise `proj.forward(x) + self.forward_delta(x)`.
+    pub fn forward_with(&self, proj: &crate::nn::Linear, x: &Tensor) -> Result<Tensor> {
+        let frozen = !proj.weight().track_op() && !proj.bias().is_some_and(|b| b.track_op());
+        let tracked = x.track_op() || self.a.track_op() || self.b.track_op();
+        let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32;
+        if frozen && tracked && cpu_f32 {
+            let (h, r, d) = (self.num_heads(), self.rank(), self.in_dim());
+            return Ok(crate::ops::frozen_linear_low_rank(
+                x,
+                proj.weight(),
+                proj.bias(),
+                &self.a.reshape((h * r, d))?,
+                &self.block_diagonal_b()?,
+            )?);
+        }
+        Ok((proj.forward(x)? + self.forward_delta(x)?)?)
+    }
+
     /// The folded weight delta `scaling * [B_0 A_0; ...; B_{H-1} A_{H-1}]`, `[H * d_head, D]`,
     /// computed in f32. A pure function: the factors are not modified.
     pub fn delta_weight(&self) -> Result<Tensor> {

@@ -7,6 +7,7 @@
 //! These ops keep one output each and compute only the input gradient:
 //!
 //! * [`frozen_linear`]: `x W^T + b` with `W`, `b` constants; backward is `dy W`.
+//! * [`frozen_linear_low_rank`]: the same plus a trainable low-rank delta `(x A^T) Bd`.
 //! * [`layer_norm`]: LayerNorm with constant gain and bias; backward recomputes the statistics.
 //! * [`scaled_softmax_last_dim`]: `softmax(scale * x)`; backward uses the output only.
 //! * [`quick_gelu`]: `x * sigmoid(1.702 x)`.
@@ -17,7 +18,9 @@
 //! callers keep the primitive-op formulation, so those paths are unchanged.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
 
 type Res<T> = candle_core::Result<T>;
@@ -133,6 +136,140 @@ pub fn frozen_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Res<
         weight: weight.contiguous()?,
         bias,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear with a constant weight plus a trainable low-rank delta (LoRA / HA-LoRA).
+
+/// `y = x W^T + b + (x A^T) Bd` with `W`, `b` constants and `A` `[R, K]`, `Bd` `[R, N]`
+/// trainable (HA-LoRA's `Bd` is block-diagonal over heads). One node instead of seven; the
+/// backward pass recomputes the small `x A^T`.
+struct FrozenLinearLowRank {
+    weight: Tensor,
+    bias: Option<Vec<f32>>,
+}
+
+impl CustomOp3 for FrozenLinearLowRank {
+    fn name(&self) -> &'static str {
+        "frozen-linear-low-rank"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sa: &CpuStorage,
+        la: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> Res<(CpuStorage, Shape)> {
+        let k = last_dim(lx, "frozen-linear-low-rank")?;
+        let m = lx.shape().elem_count() / k;
+        if !lx.is_contiguous() {
+            return Err(err("frozen-linear-low-rank: input is not contiguous"));
+        }
+        let (r, ka) = la.shape().dims2()?;
+        let (rb, n) = lb.shape().dims2()?;
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(w) = &*w_storage else {
+            return Err(err("frozen-linear-low-rank: weight is not on the CPU"));
+        };
+        let (nw, kw) = w_layout.shape().dims2()?;
+        if kw != k || ka != k || rb != r || nw != n {
+            return Err(err(format!(
+                "frozen-linear-low-rank: input width {k}, weight {:?}, A {:?}, B {:?}",
+                w_layout.dims(),
+                la.dims(),
+                lb.dims()
+            )));
+        }
+        let rows = Layout::contiguous_with_offset((m, k), lx.start_offset());
+        let mut out = sx.matmul(w, (1, m, n, k), &rows, &w_layout.transpose(0, 1)?)?;
+        let xa = sx.matmul(sa, (1, m, r, k), &rows, &la.transpose(0, 1)?)?;
+        let delta = xa.matmul(sb, (1, m, n, r), &Layout::contiguous((m, r)), lb)?;
+        let (CpuStorage::F32(y), CpuStorage::F32(d)) = (&mut out, &delta) else {
+            return Err(err("frozen-linear-low-rank: expected f32"));
+        };
+        let bias = self.bias.as_deref();
+        y.par_chunks_mut(n)
+            .zip(d.par_chunks(n))
+            .for_each(|(row, drow)| match bias {
+                Some(b) => {
+                    for ((v, dv), bv) in row.iter_mut().zip(drow).zip(b) {
+                        *v += dv + bv;
+                    }
+                }
+                None => {
+                    for (v, dv) in row.iter_mut().zip(drow) {
+                        *v += dv;
+                    }
+                }
+            });
+        let mut dims = lx.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Ok((out, Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        bd: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Res<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, k) = self.weight.dims2()?;
+        let m = grad.elem_count() / n;
+        let g = grad.reshape((m, n))?;
+        let x2 = x.reshape((m, k))?;
+        let gb = g.matmul(&bd.t()?)?; // [M, R]
+        let dx = if x.track_op() {
+            let dx = (g.matmul(&self.weight)? + gb.matmul(a)?)?;
+            Some(dx.reshape(x.dims())?)
+        } else {
+            None
+        };
+        let da = a.track_op().then(|| gb.t()?.matmul(&x2)).transpose()?;
+        let dbd = bd
+            .track_op()
+            .then(|| x2.matmul(&a.t()?)?.t()?.matmul(&g))
+            .transpose()?;
+        Ok((dx, da, dbd))
+    }
+}
+
+/// `x W^T + b + (x A^T) Bd` for `x` `[..., K]`, constant `weight` `[N, K]` and `bias` `[N]`,
+/// trainable `a` `[R, K]` and `bd` `[R, N]`: the projection with its low-rank delta as one
+/// node; the backward pass gives `x`, `a` and `bd` their gradients (not the weight). CPU, f32.
+pub fn frozen_linear_low_rank(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    bd: &Tensor,
+) -> Res<Tensor> {
+    let bias = bias
+        .map(|b| const_vec(b, "frozen-linear-low-rank"))
+        .transpose()?;
+    if let Some(b) = &bias {
+        if b.len() != weight.dim(0)? {
+            return Err(err(format!(
+                "frozen-linear-low-rank: bias has {} entries, weight {:?}",
+                b.len(),
+                weight.dims()
+            )));
+        }
+    }
+    x.contiguous()?.apply_op3(
+        &a.contiguous()?,
+        &bd.contiguous()?,
+        FrozenLinearLowRank {
+            weight: weight.contiguous()?,
+            bias,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,6 +694,42 @@ mod tests {
             |x| x.broadcast_matmul(&w.t()?)?.broadcast_add(&b),
             1e-4,
         )
+    }
+
+    #[test]
+    fn frozen_linear_low_rank_matches_composite() -> Res<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (6, 7), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 6, &dev)?;
+        let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 7), &dev)?)?;
+        let bd = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 6), &dev)?)?;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 4, 7), &dev)?)?;
+        let fused = frozen_linear_low_rank(x.as_tensor(), &w, Some(&b), &a, &bd)?;
+        let reference = (x.broadcast_matmul(&w.t()?)?.broadcast_add(&b)?
+            + x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&bd)?)?;
+        assert!(max_diff(&fused, &reference) < 1e-4);
+        let wl = Tensor::randn(0f32, 1.0, fused.dims(), &dev)?;
+        let g1 = (fused * &wl)?.sum_all()?.backward()?;
+        let g2 = (reference * &wl)?.sum_all()?.backward()?;
+        for v in [&x, &a, &bd] {
+            let (d1, d2) = (
+                g1.get(v.as_tensor()).expect("fused grad"),
+                g2.get(v.as_tensor()).expect("reference grad"),
+            );
+            assert!(
+                max_diff(d1, d2) < 1e-3,
+                "{:?}: {}",
+                v.dims(),
+                max_diff(d1, d2)
+            );
+        }
+        // A constant input gets no gradient (and costs no GEMM).
+        let c = Tensor::randn(0f32, 1.0, (2, 4, 7), &dev)?;
+        let g = frozen_linear_low_rank(&c, &w, None, &a, &bd)?
+            .sum_all()?
+            .backward()?;
+        assert!(g.get(&c).is_none() && g.get(a.as_tensor()).is_some());
+        Ok(())
     }
 
     #[test]
