@@ -55,6 +55,20 @@ fn const_vec(t: &Tensor, op: &str) -> Res<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
+/// A linear layer's constant bias as a vector, checked against the weight's output width.
+fn bias_vec(bias: Option<&Tensor>, weight: &Tensor, op: &str) -> Res<Option<Vec<f32>>> {
+    let Some(b) = bias else { return Ok(None) };
+    let b = const_vec(b, op)?;
+    if b.len() != weight.dim(0)? {
+        return Err(err(format!(
+            "{op}: bias has {} entries, weight {:?}",
+            b.len(),
+            weight.dims()
+        )));
+    }
+    Ok(Some(b))
+}
+
 fn last_dim(layout: &Layout, op: &str) -> Res<usize> {
     match layout.dims().last() {
         Some(&d) if d > 0 => Ok(d),
@@ -122,16 +136,7 @@ impl CustomOp1 for FrozenLinear {
 /// `x W^T + b` for `x` `[..., K]`, `weight` `[N, K]`, `bias` `[N]`, both constants: one GEMM
 /// forward, and a backward pass that computes the input gradient only. CPU, f32.
 pub fn frozen_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Res<Tensor> {
-    let bias = bias.map(|b| const_vec(b, "frozen-linear")).transpose()?;
-    if let Some(b) = &bias {
-        if b.len() != weight.dim(0)? {
-            return Err(err(format!(
-                "frozen-linear: bias has {} entries, weight {:?}",
-                b.len(),
-                weight.dims()
-            )));
-        }
-    }
+    let bias = bias_vec(bias, weight, "frozen-linear")?;
     x.contiguous()?.apply_op1(FrozenLinear {
         weight: weight.contiguous()?,
         bias,
@@ -250,18 +255,7 @@ pub fn frozen_linear_low_rank(
     a: &Tensor,
     bd: &Tensor,
 ) -> Res<Tensor> {
-    let bias = bias
-        .map(|b| const_vec(b, "frozen-linear-low-rank"))
-        .transpose()?;
-    if let Some(b) = &bias {
-        if b.len() != weight.dim(0)? {
-            return Err(err(format!(
-                "frozen-linear-low-rank: bias has {} entries, weight {:?}",
-                b.len(),
-                weight.dims()
-            )));
-        }
-    }
+    let bias = bias_vec(bias, weight, "frozen-linear-low-rank")?;
     x.contiguous()?.apply_op3(
         &a.contiguous()?,
         &bd.contiguous()?,
@@ -795,6 +789,10 @@ mod tests {
         let x = Var::from_tensor(&Tensor::zeros((2, 4), DType::F32, &dev)?)?;
         let w = Tensor::zeros((3, 5), DType::F32, &dev)?;
         assert!(frozen_linear(x.as_tensor(), &w, None).is_err());
+        let w4 = Tensor::zeros((3, 4), DType::F32, &dev)?;
+        let short_bias = Tensor::zeros(2, DType::F32, &dev)?;
+        let e = frozen_linear(x.as_tensor(), &w4, Some(&short_bias)).expect_err("bias length");
+        assert!(e.to_string().contains("bias has 2 entries"), "{e}");
         let g = Tensor::ones(3, DType::F32, &dev)?;
         assert!(layer_norm(x.as_tensor(), &g, &g, 1e-5).is_err());
         Ok(())
