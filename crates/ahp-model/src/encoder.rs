@@ -95,7 +95,7 @@ impl Attention {
     /// `true` when the projections are constants (adapter training, inference), `false` when
     /// they are trained themselves (`ahp-pretrain`).
     fn is_frozen(&self) -> bool {
-        !self.q_proj.weight().track_op() && !self.k_proj.weight().track_op()
+        self.q_proj.is_frozen() && self.k_proj.is_frozen()
     }
 
     /// `[B, N, H*dh] -> [B, H, N, dh]`
@@ -213,7 +213,7 @@ impl Mlp {
     /// `fc2(act(fc1(x)))`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let h = self.fc1.forward(x)?;
-        let frozen = !self.fc1.weight().track_op() && !self.fc2.weight().track_op();
+        let frozen = self.fc1.is_frozen() && self.fc2.is_frozen();
         let h = if self.act == Activation::QuickGelu && frozen && crate::ops::fused_ok(&h) {
             crate::ops::quick_gelu(&h)?
         } else {

@@ -123,10 +123,9 @@ impl HeadLowRank {
     /// projection on the CPU this is one fused node ([`crate::ops::frozen_linear_low_rank`]);
     /// otherwise `proj.forward(x) + self.forward_delta(x)`.
     pub fn forward_with(&self, proj: &crate::nn::Linear, x: &Tensor) -> Result<Tensor> {
-        let frozen = !proj.weight().track_op() && !proj.bias().is_some_and(|b| b.track_op());
         let tracked = x.track_op() || self.a.track_op() || self.b.track_op();
         let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32;
-        if frozen && tracked && cpu_f32 {
+        if proj.is_frozen() && tracked && cpu_f32 {
             let (h, r, d) = (self.num_heads(), self.rank(), self.in_dim());
             return Ok(crate::ops::frozen_linear_low_rank(
                 x,

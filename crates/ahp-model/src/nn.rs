@@ -45,6 +45,12 @@ impl Linear {
         self.bias.as_ref()
     }
 
+    /// `true` when neither weight nor bias is trainable (a gradient through this layer then
+    /// only has to reach its input, see [`crate::ops::frozen_linear`]).
+    pub fn is_frozen(&self) -> bool {
+        !self.weight.track_op() && !self.bias.as_ref().is_some_and(|b| b.track_op())
+    }
+
     /// Applies the layer to `x` `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -52,8 +58,7 @@ impl Linear {
             .last()
             .ok_or_else(|| candle_core::Error::Msg("linear: scalar input".into()))?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let frozen = !self.weight.track_op() && !self.bias.as_ref().is_some_and(|b| b.track_op());
-        if frozen && crate::ops::fused_ok(x) {
+        if self.is_frozen() && crate::ops::fused_ok(x) {
             return crate::ops::frozen_linear(x, &self.weight, self.bias.as_ref());
         }
         let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;

@@ -76,6 +76,51 @@ fn last_dim(layout: &Layout, op: &str) -> Res<usize> {
     }
 }
 
+/// Chunk width of the elementwise (not row-wise) kernels.
+const ELEMENTWISE_CHUNK: usize = 4096;
+
+/// Runs `f(out, input)` over the `width`-wide rows of a contiguous f32 input, rows in parallel;
+/// the output has the input's shape.
+fn map_rows(
+    storage: &CpuStorage,
+    layout: &Layout,
+    op: &str,
+    width: usize,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> Res<(CpuStorage, Shape)> {
+    let x = f32_slice(storage, layout, op)?;
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(width)
+        .zip(x.par_chunks(width))
+        .for_each(|(out, row)| f(out, row));
+    Ok((CpuStorage::F32(y), layout.shape().clone()))
+}
+
+/// [`map_rows`] over two inputs of one shape (a backward kernel's saved tensor and the output
+/// gradient): `f(out, saved, grad)`.
+fn map_rows2(
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    op: &str,
+    width: usize,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) -> Res<(CpuStorage, Shape)> {
+    let a = f32_slice(s1, l1, op)?;
+    let b = f32_slice(s2, l2, op)?;
+    if a.len() != b.len() {
+        return Err(err(format!(
+            "{op}: gradient {:?} and saved tensor {:?} differ in shape",
+            l2.dims(),
+            l1.dims()
+        )));
+    }
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(width)
+        .zip(a.par_chunks(width).zip(b.par_chunks(width)))
+        .for_each(|(out, (ra, rb))| f(out, ra, rb));
+    Ok((CpuStorage::F32(y), l1.shape().clone()))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear with a constant weight.
 
@@ -373,7 +418,6 @@ impl CustomOp1 for LayerNormOp {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
-        let x = f32_slice(storage, layout, "layer-norm")?;
         let d = last_dim(layout, "layer-norm")?;
         if d != self.gain.len() {
             return Err(err(format!(
@@ -381,16 +425,12 @@ impl CustomOp1 for LayerNormOp {
                 self.gain.len()
             )));
         }
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(out, row)| {
-                let (mean, rstd) = row_stats(row, self.eps);
-                for (((o, v), g), b) in out.iter_mut().zip(row).zip(&self.gain).zip(&self.bias) {
-                    *o = (v - mean) * rstd * g + b;
-                }
-            });
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+        map_rows(storage, layout, "layer-norm", d, |out, row| {
+            let (mean, rstd) = row_stats(row, self.eps);
+            for (((o, v), g), b) in out.iter_mut().zip(row).zip(&self.gain).zip(&self.bias) {
+                *o = (v - mean) * rstd * g + b;
+            }
+        })
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
@@ -423,31 +463,22 @@ impl CustomOp2 for LayerNormBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Res<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "layer-norm-bwd")?;
-        let dy = f32_slice(s2, l2, "layer-norm-bwd")?;
         let d = last_dim(l1, "layer-norm-bwd")?;
-        if x.len() != dy.len() {
-            return Err(err("layer-norm-bwd: gradient shape differs from input"));
-        }
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(d)
-            .zip(x.par_chunks(d).zip(dy.par_chunks(d)))
-            .for_each(|(out, (row, g))| {
-                let (mean, rstd) = row_stats(row, self.eps);
-                let n = d as f32;
-                let (mut s1, mut s2) = (0f32, 0f32);
-                for ((v, gi), w) in row.iter().zip(g).zip(&self.gain) {
-                    let dxhat = gi * w;
-                    s1 += dxhat;
-                    s2 += dxhat * (v - mean) * rstd;
-                }
-                let (m1, m2) = (s1 / n, s2 / n);
-                for (((o, v), gi), w) in out.iter_mut().zip(row).zip(g).zip(&self.gain) {
-                    let xhat = (v - mean) * rstd;
-                    *o = rstd * (gi * w - m1 - xhat * m2);
-                }
-            });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        map_rows2((s1, l1), (s2, l2), "layer-norm-bwd", d, |out, row, g| {
+            let (mean, rstd) = row_stats(row, self.eps);
+            let n = d as f32;
+            let (mut s1, mut s2) = (0f32, 0f32);
+            for ((v, gi), w) in row.iter().zip(g).zip(&self.gain) {
+                let dxhat = gi * w;
+                s1 += dxhat;
+                s2 += dxhat * (v - mean) * rstd;
+            }
+            let (m1, m2) = (s1 / n, s2 / n);
+            for (((o, v), gi), w) in out.iter_mut().zip(row).zip(g).zip(&self.gain) {
+                let xhat = (v - mean) * rstd;
+                *o = rstd * (gi * w - m1 - xhat * m2);
+            }
+        })
     }
 }
 
@@ -473,23 +504,18 @@ impl CustomOp1 for ScaledSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
-        let x = f32_slice(storage, layout, "scaled-softmax")?;
         let d = last_dim(layout, "scaled-softmax")?;
         let s = self.scale;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(out, row)| {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * s));
-                let mut sum = 0f32;
-                for (o, v) in out.iter_mut().zip(row) {
-                    *o = (v * s - max).exp();
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
-                out.iter_mut().for_each(|o| *o *= inv);
-            });
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+        map_rows(storage, layout, "scaled-softmax", d, |out, row| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * s));
+            let mut sum = 0f32;
+            for (o, v) in out.iter_mut().zip(row) {
+                *o = (v * s - max).exp();
+                sum += *o;
+            }
+            let inv = 1.0 / sum;
+            out.iter_mut().for_each(|o| *o *= inv);
+        })
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
@@ -517,24 +543,13 @@ impl CustomOp2 for SoftmaxBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Res<(CpuStorage, Shape)> {
-        let y = f32_slice(s1, l1, "scaled-softmax-bwd")?;
-        let dy = f32_slice(s2, l2, "scaled-softmax-bwd")?;
         let d = last_dim(l1, "scaled-softmax-bwd")?;
-        if y.len() != dy.len() {
-            return Err(err(
-                "scaled-softmax-bwd: gradient shape differs from output",
-            ));
-        }
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(d)
-            .zip(y.par_chunks(d).zip(dy.par_chunks(d)))
-            .for_each(|(out, (yr, g))| {
-                let dot: f32 = yr.iter().zip(g).map(|(a, b)| a * b).sum();
-                for ((o, yi), gi) in out.iter_mut().zip(yr).zip(g) {
-                    *o = self.scale * yi * (gi - dot);
-                }
-            });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        map_rows2((s1, l1), (s2, l2), "scaled-softmax-bwd", d, |out, yr, g| {
+            let dot: f32 = yr.iter().zip(g).map(|(a, b)| a * b).sum();
+            for ((o, yi), gi) in out.iter_mut().zip(yr).zip(g) {
+                *o = self.scale * yi * (gi - dot);
+            }
+        })
     }
 }
 
@@ -560,16 +575,17 @@ impl CustomOp1 for QuickGelu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Res<(CpuStorage, Shape)> {
-        let x = f32_slice(storage, layout, "quick-gelu")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096))
-            .for_each(|(out, xs)| {
+        map_rows(
+            storage,
+            layout,
+            "quick-gelu",
+            ELEMENTWISE_CHUNK,
+            |out, xs| {
                 for (o, v) in out.iter_mut().zip(xs) {
                     *o = v * sigmoid(1.702 * v);
                 }
-            });
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
+            },
+        )
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Res<Option<Tensor>> {
@@ -595,21 +611,18 @@ impl CustomOp2 for QuickGeluBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Res<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "quick-gelu-bwd")?;
-        let dy = f32_slice(s2, l2, "quick-gelu-bwd")?;
-        if x.len() != dy.len() {
-            return Err(err("quick-gelu-bwd: gradient shape differs from input"));
-        }
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096).zip(dy.par_chunks(4096)))
-            .for_each(|(out, (xs, gs))| {
+        map_rows2(
+            (s1, l1),
+            (s2, l2),
+            "quick-gelu-bwd",
+            ELEMENTWISE_CHUNK,
+            |out, xs, gs| {
                 for ((o, v), g) in out.iter_mut().zip(xs).zip(gs) {
                     let s = sigmoid(1.702 * v);
                     *o = g * (s + 1.702 * v * s * (1.0 - s));
                 }
-            });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+            },
+        )
     }
 }
 
