@@ -1,36 +1,39 @@
 //! `ahp-bench dg`: the leave-one-domain-out benchmark.
 //!
-//! For every target domain, method and seed it trains with `ahp-train`'s library (model
-//! selection on the sources' held-out split, as DomainBed's training-domain validation) and
-//! records the target accuracy. Two analyses of the learned gates follow, on the AHP run of the
-//! first seed of every target:
+//! Protocol (DomainBed's training-domain validation, nothing chosen by a target):
 //!
-//! * **head dropping** (the paper's Figure 1): the base CLIP's target accuracy as heads are
-//!   removed (their `out_proj` columns zeroed) in the order of the learned gates, lowest first,
-//!   vs. in random orders;
-//! * **gate heatmap**: the gate of every head of every block.
+//! 1. For every target domain, method and hyper-parameter configuration of the grid
+//!    (`--sweep`; without it one configuration from the flags), train `--sweep-seeds` seeds with
+//!    `ahp-train`'s library. Every run keeps the checkpoint selected on the sources' held-out
+//!    split (never its untrained step 0) and also records its last step and the oracle (best
+//!    target accuracy over its evaluations: an upper bound, never used to choose).
+//! 2. Per target and method, choose the configuration with the best mean source-validation
+//!    accuracy ([`grid::choose`] sees source-validation accuracies only) and train it for
+//!    `--seeds` seeds (the sweep's seeds are reused).
+//! 3. Report target accuracy under the three selections, the chosen hyper-parameters, paired
+//!    bootstrap 95% intervals of AHP − zero-shot, AHP − HA-LoRA and HA-LoRA − LoRA, and the
+//!    head-importance analysis (random drop, drop by cross-validation, adapt & drop) on the
+//!    base CLIP, plus the gate heatmap.
 //!
 //! Every run directory keeps a `bench.json`; a rerun with the same settings reuses it, so an
 //! interrupted benchmark continues where it stopped.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
-use ahp_data::{DomainBedDataset, ScanOptions, Split, SplitOptions, Style, SynthConfig};
-use ahp_export::fold::{build_model, gate_values, load_weights};
-use ahp_export::prune::{mask_pruned_heads, PrunePlan};
-use ahp_model::{pixel_batch, Checkpoint, LoadedClip, ZeroShotClassifier};
+use ahp_data::{DomainBedDataset, ScanOptions, SplitOptions, Style, SynthConfig};
+use ahp_export::fold::load_weights;
+use ahp_model::{Checkpoint, LoadedClip, ZeroShotClassifier};
 use ahp_spec::run::Method;
-use ahp_train::{train, TrainOptions};
+use ahp_train::adapters::LoraRankRule;
+use ahp_train::eval::Outcomes;
+use ahp_train::TrainOptions;
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor, D};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 
-use crate::plot;
+use crate::grid::{choose, sweep_grid, Common, HyperConfig, Job, RunResult};
+use crate::headdrop::{head_drop, DropEval, DropPlan, HeadDrop};
+use crate::report::{self, Choice, Comparison, Pick, Table};
+use crate::stats::{paired_bootstrap, Paired};
 
 /// Options of `ahp-bench dg`.
 #[derive(clap::Args, Debug, Clone)]
@@ -55,16 +58,35 @@ pub struct DgArgs {
         default_value = "zero-shot,lora,ha-lora,dig,ahp"
     )]
     methods: Vec<Method>,
-    /// Training seeds per target and method (zero-shot is deterministic and runs once).
-    #[arg(long, default_value_t = 3)]
+    /// Training seeds per target and method, for the reported runs (zero-shot is
+    /// deterministic and runs once).
+    #[arg(long, default_value_t = 5)]
     seeds: u64,
+    /// Tune every method on the sources' held-out split over a grid (see --sweep-lr,
+    /// --sweep-gate-lr, --sweep-mmd; plain LoRA also tries both rank rules) before the
+    /// reported runs. Without it every method runs with --lr, --gate-lr, --mmd-weight.
+    #[arg(long)]
+    sweep: bool,
+    /// Seeds per grid point in the sweep (seeds 0.. ; reused by the reported runs).
+    #[arg(long, default_value_t = 1)]
+    sweep_seeds: u64,
+    /// Sweep: LoRA learning rates (LoRA, HA-LoRA, AHP).
+    #[arg(long, value_delimiter = ',', default_value = "1e-3,3e-3,1e-2")]
+    sweep_lr: Vec<f64>,
+    /// Sweep: gate learning rates (DIG; AHP keeps --gate-lr).
+    #[arg(long, value_delimiter = ',', default_value = "1e-2,3e-2")]
+    sweep_gate_lr: Vec<f64>,
+    /// Sweep: MMD weights (DIG, AHP).
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    sweep_mmd: Vec<f64>,
     /// Synthetic data: classes (default: the classes the checkpoint's vocabulary names, else 6).
     #[arg(long)]
     classes: Option<usize>,
     /// Synthetic data: images per class and domain.
     #[arg(long, default_value_t = 48)]
     per_class: usize,
-    /// Synthetic data: seed (the pretraining images come from another seed).
+    /// Synthetic data: seed (the pretraining images come from another seed); also the seed of
+    /// the sources' in/out split, the same for every run.
     #[arg(long, default_value_t = 7)]
     data_seed: u64,
     /// Training steps per run.
@@ -73,15 +95,27 @@ pub struct DgArgs {
     /// Images per training step.
     #[arg(long, default_value_t = 24)]
     batch_size: usize,
-    /// Peak LoRA learning rate.
+    /// Peak LoRA learning rate (without --sweep; the sweep's base otherwise).
     #[arg(long, default_value_t = 3e-3)]
     lr: f64,
-    /// Peak gate learning rate.
+    /// Peak gate learning rate (without --sweep; AHP's in the sweep).
     #[arg(long, default_value_t = 1e-2)]
     gate_lr: f64,
-    /// Weight of the MMD loss (DIG, AHP).
+    /// Weight of the MMD loss (DIG, AHP; without --sweep).
     #[arg(long, default_value_t = 1.0)]
     mmd_weight: f64,
+    /// Plain LoRA's ranks without --sweep: budget (HA-LoRA's parameter count) or as-given.
+    #[arg(long, default_value = "budget")]
+    lora_ranks: LoraRankRule,
+    /// Prompt template with one `{}`; repeat for a prompt ensemble.
+    #[arg(long = "template", default_value = ahp_model::DEFAULT_TEMPLATE)]
+    templates: Vec<String>,
+    /// Held-out fraction of every source domain (model selection, cross-validation).
+    #[arg(long, default_value_t = 0.2)]
+    holdout_fraction: f64,
+    /// Fewest held-out images a source domain needs.
+    #[arg(long, default_value_t = 5)]
+    min_holdout: usize,
     /// Runs trained at the same time.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
@@ -89,12 +123,19 @@ pub struct DgArgs {
     /// fastest with one thread per run and `--jobs` runs side by side.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Random head orders averaged in the head-dropping analysis.
-    #[arg(long, default_value_t = 3)]
+    /// Random head orders averaged in the head-importance analysis.
+    #[arg(long, default_value_t = 5)]
     random_orders: usize,
-    /// Heads removed between two points of the head-dropping curve.
+    /// Heads removed between two points of the head-dropping curves (and per greedy round of
+    /// drop by cross-validation).
     #[arg(long, default_value_t = 2)]
     drop_step: usize,
+    /// Most heads drop by cross-validation removes (0 = all).
+    #[arg(long, default_value_t = 0)]
+    cv_max_drop: usize,
+    /// Bootstrap replicates of the confidence intervals.
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
     /// Images per evaluation forward pass.
     #[arg(long, default_value_t = 64)]
     eval_batch_size: usize,
@@ -103,623 +144,101 @@ pub struct DgArgs {
     device: String,
 }
 
-/// One training run of the grid.
-#[derive(Debug, Clone)]
-struct Job {
-    target: String,
-    method: Method,
-    seed: u64,
-}
-
-/// What one run measured (its `bench.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunResult {
-    target: String,
-    method: Method,
-    seed: u64,
-    /// Target accuracy of the checkpoint selected on the sources' held-out split.
-    target_acc: f64,
-    /// Its pooled source held-out accuracy.
-    source_val_acc: f64,
-    best_step: u64,
-    seconds: f64,
-    /// The settings the run was made with; a cached result is reused only when they match.
-    settings: serde_json::Value,
-}
-
-/// Head-dropping curves of one target.
-#[derive(Debug, Clone, Serialize)]
-struct HeadDrop {
-    target: String,
-    /// Gate values per block (the order's source).
-    gates: Vec<Vec<f32>>,
-    /// Numbers of heads removed.
-    dropped: Vec<usize>,
-    /// Target accuracy with heads removed lowest gate first.
-    gate_order: Vec<f64>,
-    /// Target accuracy with heads removed in each random order.
-    random_orders: Vec<Vec<f64>>,
-}
-
-fn run_dir(out: &Path, job: &Job) -> PathBuf {
-    out.join("runs")
-        .join(&job.target)
-        .join(job.method.as_str())
-        .join(format!("seed{}", job.seed))
-}
-
-fn settings(a: &DgArgs, data: &Path, job: &Job) -> serde_json::Value {
-    serde_json::json!({
-        "clip": a.clip,
-        "data": data.display().to_string(),
-        "target": job.target,
-        "method": job.method,
-        "seed": job.seed,
-        "steps": a.steps,
-        "batch_size": a.batch_size,
-        "lr": a.lr,
-        "gate_lr": a.gate_lr,
-        "mmd_weight": a.mmd_weight,
-    })
-}
-
-fn train_options(a: &DgArgs, data: &Path, dir: &Path, job: &Job, device: &Device) -> TrainOptions {
-    TrainOptions {
-        clip: a.clip.clone(),
-        data: data.to_path_buf(),
-        target_domains: vec![job.target.clone()],
-        out: dir.to_path_buf(),
-        method: job.method,
-        steps: a.steps,
-        batch_size: a.batch_size,
-        eval_batch_size: a.eval_batch_size,
-        lr: a.lr,
-        gate_lr: a.gate_lr,
-        weight_decay: 0.0,
-        warmup_steps: a.steps / 10,
-        grad_clip: 1.0,
-        mmd_weight: a.mmd_weight,
-        ranks: None,
-        alpha: 8.0,
-        seed: job.seed,
-        // The same in/out split for every seed and method: only training varies.
-        split_seed: a.data_seed,
-        holdout_fraction: 0.2,
-        template: ahp_model::DEFAULT_TEMPLATE.to_string(),
-        allow_missing_classes: false,
-        eval_every: (a.steps / 4).max(1),
-        resume: false,
-        progress: false,
-        device: device.clone(),
-    }
-}
-
-/// Trains one run, or reads its cached `bench.json`.
-fn run_job(a: &DgArgs, data: &Path, job: &Job, device: &Device) -> Result<(RunResult, bool)> {
-    let dir = run_dir(&a.out, job);
-    let cache = dir.join("bench.json");
-    let want = settings(a, data, job);
-    if let Ok(text) = std::fs::read_to_string(&cache) {
-        if let Ok(r) = serde_json::from_str::<RunResult>(&text) {
-            if r.settings == want {
-                return Ok((r, true));
-            }
+impl DgArgs {
+    fn base_config(&self) -> HyperConfig {
+        HyperConfig {
+            lr: self.lr,
+            gate_lr: self.gate_lr,
+            mmd_weight: self.mmd_weight,
+            lora_ranks: self.lora_ranks,
         }
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("{}: cannot remove the stale run", dir.display()))?;
-    }
-    let t0 = Instant::now();
-    let summary = train(&train_options(a, data, &dir, job, device)).with_context(|| {
-        format!(
-            "training {} with target {} seed {}",
-            job.method.as_str(),
-            job.target,
-            job.seed
+
+    fn grid(&self, method: Method) -> Vec<HyperConfig> {
+        let base = self.base_config();
+        if !self.sweep {
+            return vec![base.for_method(method, &base)];
+        }
+        sweep_grid(
+            method,
+            &base,
+            &self.sweep_lr,
+            &self.sweep_gate_lr,
+            &self.sweep_mmd,
         )
-    })?;
-    let target_acc = ahp_train::eval::split_accuracy(&summary.trained, "target");
-    let result = RunResult {
-        target: job.target.clone(),
-        method: job.method,
-        seed: job.seed,
-        target_acc,
-        source_val_acc: summary.best_source_val_acc,
-        best_step: summary.best_step,
-        seconds: t0.elapsed().as_secs_f64(),
-        settings: want,
+    }
+
+    fn train_options(&self, data: &Path, device: &candle_core::Device) -> TrainOptions {
+        TrainOptions {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            eval_batch_size: self.eval_batch_size,
+            warmup_steps: self.steps / 10,
+            templates: self.templates.clone(),
+            // The same in/out split for every seed and method: only training varies.
+            split_seed: self.data_seed,
+            holdout_fraction: self.holdout_fraction,
+            min_holdout: self.min_holdout,
+            eval_every: (self.steps / 4).max(1),
+            device: device.clone(),
+            ..TrainOptions::new(&self.clip, data, &[], &self.out)
+        }
+    }
+}
+
+/// The synthetic data (rendered once) or the given dataset.
+fn dataset_root(a: &DgArgs, checkpoint: &Checkpoint) -> Result<PathBuf> {
+    if let Some(d) = &a.data {
+        return Ok(d.clone());
+    }
+    let classes = match a.classes {
+        Some(c) => c,
+        None => {
+            let vocab =
+                std::fs::read_to_string(checkpoint.dir.join("tokenizer.json")).unwrap_or_default();
+            match ahp_data::synth::classes_named_in(&vocab) {
+                n if n >= 2 => n,
+                _ => 6,
+            }
+        }
     };
-    ahp_train::state::write_atomic(&cache, serde_json::to_string_pretty(&result)?.as_bytes())?;
-    Ok((result, false))
-}
-
-/// Runs `jobs` on `workers` threads; results in job order.
-fn run_grid(a: &DgArgs, data: &Path, jobs: &[Job], device: &Device) -> Result<Vec<RunResult>> {
-    let queue = Mutex::new(jobs.iter().cloned().enumerate().collect::<VecDeque<_>>());
-    let results: Mutex<Vec<Option<RunResult>>> = Mutex::new(vec![None; jobs.len()]);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let done = Mutex::new(0usize);
-    let total = jobs.len();
-    std::thread::scope(|s| {
-        for _ in 0..a.jobs.max(1).min(total.max(1)) {
-            s.spawn(|| loop {
-                if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
-                    return;
-                }
-                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                let Some((i, job)) = next else { return };
-                match run_job(a, data, &job, device) {
-                    Ok((r, cached)) => {
-                        let n = done.lock().map(|mut d| {
-                            *d += 1;
-                            *d
-                        });
-                        println!(
-                            "[{}/{total}] {:<9} target {:<10} seed {}: target {:6.2}%  source-val {:6.2}%  {}",
-                            n.unwrap_or(0),
-                            job.method.as_str(),
-                            job.target,
-                            job.seed,
-                            100.0 * r.target_acc,
-                            100.0 * r.source_val_acc,
-                            if cached {
-                                "(cached)".to_string()
-                            } else {
-                                format!("{:.0} s", r.seconds)
-                            }
-                        );
-                        if let Ok(mut res) = results.lock() {
-                            res[i] = Some(r);
-                        }
-                    }
-                    Err(e) => {
-                        if let Ok(mut f) = failure.lock() {
-                            f.get_or_insert(e);
-                        }
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    results
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a worker panicked"))?
-        .into_iter()
-        .map(|r| r.context("a run did not finish"))
-        .collect()
-}
-
-/// Mean and sample standard deviation (0 for a single value).
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let m = v.iter().sum::<f64>() / n;
-    if v.len() < 2 {
-        return (m, 0.0);
-    }
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-    (m, var.sqrt())
-}
-
-/// Per method: per target the accuracies over seeds, and the average over targets per seed.
-struct Table {
-    targets: Vec<String>,
-    methods: Vec<Method>,
-    /// `(method, target) -> accuracies over seeds` (percent).
-    cells: BTreeMap<(usize, usize), Vec<f64>>,
-}
-
-impl Table {
-    fn new(targets: &[String], methods: &[Method], results: &[RunResult]) -> Self {
-        let mut cells: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
-        for r in results {
-            let mi = methods.iter().position(|m| *m == r.method);
-            let ti = targets.iter().position(|t| *t == r.target);
-            if let (Some(mi), Some(ti)) = (mi, ti) {
-                cells
-                    .entry((mi, ti))
-                    .or_default()
-                    .push(100.0 * r.target_acc);
-            }
-        }
-        Self {
-            targets: targets.to_vec(),
-            methods: methods.to_vec(),
-            cells,
-        }
-    }
-
-    fn cell(&self, m: usize, t: usize) -> (f64, f64) {
-        self.cells
-            .get(&(m, t))
-            .map_or((f64::NAN, f64::NAN), |v| mean_std(v))
-    }
-
-    /// The average over targets, per seed, then mean ± std over seeds.
-    fn avg(&self, m: usize) -> (f64, f64) {
-        let per_target: Vec<&Vec<f64>> = (0..self.targets.len())
-            .filter_map(|t| self.cells.get(&(m, t)))
-            .collect();
-        if per_target.len() != self.targets.len() {
-            return (f64::NAN, f64::NAN);
-        }
-        let n = per_target.iter().map(|v| v.len()).min().unwrap_or(0);
-        let per_seed: Vec<f64> = (0..n)
-            .map(|s| per_target.iter().map(|v| v[s]).sum::<f64>() / per_target.len() as f64)
-            .collect();
-        mean_std(&per_seed)
-    }
-
-    fn markdown(&self) -> String {
-        let fmt = |(m, s): (f64, f64), n: usize| {
-            if n > 1 {
-                format!("{m:.2} ± {s:.2}")
-            } else {
-                format!("{m:.2}")
-            }
-        };
-        let mut out = format!("| method | {} | avg |\n", self.targets.join(" | "));
-        out.push_str(&format!(
-            "|---|{}---:|\n",
-            "---:|".repeat(self.targets.len())
-        ));
-        for (mi, m) in self.methods.iter().enumerate() {
-            let n = self.cells.get(&(mi, 0)).map_or(0, Vec::len);
-            out.push_str(&format!("| {} |", m.as_str()));
-            for ti in 0..self.targets.len() {
-                out.push_str(&format!(" {} |", fmt(self.cell(mi, ti), n)));
-            }
-            out.push_str(&format!(" {} |\n", fmt(self.avg(mi), n)));
-        }
-        out
-    }
-
-    fn chart(&self, path: &Path, title: &str) -> Result<()> {
-        let mut groups = self.targets.clone();
-        groups.push("avg".into());
-        let series: Vec<plot::BarSeries> = self
-            .methods
-            .iter()
-            .enumerate()
-            .map(|(mi, m)| plot::BarSeries {
-                label: m.as_str().to_string(),
-                values: (0..self.targets.len())
-                    .map(|ti| self.cell(mi, ti))
-                    .chain(std::iter::once(self.avg(mi)))
-                    .map(|(m, s)| m.is_finite().then_some((m, s)))
-                    .collect(),
-            })
-            .collect();
-        let width = (240 * groups.len() as u32).max(720);
-        plot::save_png(path, width, 480, |root| {
-            plot::grouped_bars(root, title, &groups, &series, "target accuracy (%)")
-        })
-    }
-}
-
-/// Target accuracy of the base CLIP with the `removed[block]` heads removed.
-struct DropEval<'a> {
-    device: &'a Device,
-    base: &'a std::collections::HashMap<String, Tensor>,
-    checkpoint: &'a Checkpoint,
-    classifier: &'a ZeroShotClassifier,
-    /// Preprocessed target images in batches, and their labels.
-    batches: Vec<(Tensor, Vec<u32>)>,
-}
-
-impl DropEval<'_> {
-    fn accuracy(&self, removed: Vec<Vec<usize>>) -> Result<f64> {
-        let h = self.checkpoint.config.vision_config.num_attention_heads;
-        let kept = removed
-            .iter()
-            .map(|r| (0..h).filter(|i| !r.contains(i)).collect())
-            .collect();
-        let plan = PrunePlan {
-            threshold: f32::NAN,
-            kept,
-            removed,
-        };
-        let weights = mask_pruned_heads(self.base, &self.checkpoint.config, &plan)?;
-        let model = build_model(&weights, &self.checkpoint.config, self.device)?;
-        let (mut correct, mut total) = (0usize, 0usize);
-        for (pixels, labels) in &self.batches {
-            let logits = self.classifier.logits_for_pixels(&model, pixels, &[])?;
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += pred.iter().zip(labels).filter(|(p, l)| p == l).count();
-            total += labels.len();
-        }
-        Ok(correct as f64 / total.max(1) as f64)
-    }
-
-    /// Accuracies after removing the first `k` heads of `order`, for every `k` in `ks`.
-    fn curve(&self, order: &[(usize, usize)], ks: &[usize], blocks: usize) -> Result<Vec<f64>> {
-        ks.iter()
-            .map(|&k| {
-                let mut removed = vec![Vec::new(); blocks];
-                for &(b, h) in &order[..k] {
-                    removed[b].push(h);
-                }
-                self.accuracy(removed)
-            })
-            .collect()
-    }
-}
-
-/// The base model the head-dropping analysis removes heads from.
-#[derive(Clone, Copy)]
-struct BaseModel<'a> {
-    checkpoint: &'a Checkpoint,
-    clip: &'a LoadedClip,
-    /// Its weights by Hugging Face name.
-    weights: &'a std::collections::HashMap<String, Tensor>,
-    device: &'a Device,
-}
-
-fn head_drop(
-    a: &DgArgs,
-    split: &Split,
-    model: &BaseModel<'_>,
-    gates_run: &Path,
-    target: &str,
-) -> Result<HeadDrop> {
-    let BaseModel {
-        checkpoint,
-        clip,
-        weights: base,
-        device,
-    } = *model;
-    let config = &checkpoint.config;
-    let (_, adapter) = ahp_model::adapter::load_run(gates_run, config, device)
-        .with_context(|| format!("{}: cannot load the run", gates_run.display()))?;
-    let gates: Vec<Vec<f32>> = gate_values(&adapter.hooks)?
-        .into_iter()
-        .map(|g| g.context("a block of the run has no gates"))
-        .collect::<Result<_>>()?;
-    let classifier = ZeroShotClassifier::new(
-        &clip.model,
-        &clip.tokenizer,
-        &split.classes,
-        ahp_model::DEFAULT_TEMPLATE,
-    )?;
-    let samples = &split
-        .targets
-        .iter()
-        .find(|t| t.name == target)
-        .with_context(|| format!("target domain `{target}` is not in the split"))?
-        .samples;
-    let mut batches = Vec::new();
-    for chunk in samples.chunks(a.eval_batch_size.max(1)) {
-        let mut images = Vec::with_capacity(chunk.len());
-        for s in chunk {
-            images.push(
-                ahp_spec::preprocess::preprocess_file(&s.path, &clip.preprocess)
-                    .with_context(|| format!("{}: cannot read", s.path.display()))?,
-            );
-        }
-        let labels = chunk.iter().map(|s| s.class).collect();
-        batches.push((pixel_batch(&images, device)?, labels));
-    }
-    let eval = DropEval {
-        device,
-        base,
-        checkpoint,
-        classifier: &classifier,
-        batches,
+    let dir = a.out.join("data");
+    let cfg = SynthConfig {
+        seed: a.data_seed,
+        classes,
+        domains: Style::ALL.to_vec(),
+        per_class: a.per_class,
+        size: checkpoint.config.vision_config.image_size as u32,
     };
-    let blocks = gates.len();
-    let mut order: Vec<(usize, usize)> = gates
-        .iter()
-        .enumerate()
-        .flat_map(|(b, g)| (0..g.len()).map(move |h| (b, h)))
-        .collect();
-    order.sort_by(|x, y| gates[x.0][x.1].total_cmp(&gates[y.0][y.1]).then(x.cmp(y)));
-    let total = order.len();
-    let step = a.drop_step.max(1);
-    let mut ks: Vec<usize> = (0..=total).step_by(step).collect();
-    if ks.last() != Some(&total) {
-        ks.push(total);
+    let summary = ahp_data::synth::generate(&cfg, &dir)?;
+    println!("synthetic data: {summary}");
+    Ok(dir)
+}
+
+fn check_args(a: &DgArgs) -> Result<()> {
+    if a.seeds == 0 || a.sweep_seeds == 0 {
+        bail!("--seeds and --sweep-seeds must be at least 1");
     }
-    let gate_order = eval.curve(&order, &ks, blocks)?;
-    let mut random_orders = Vec::new();
-    for r in 0..a.random_orders {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1000 + r as u64);
-        let mut shuffled = order.clone();
-        shuffled.shuffle(&mut rng);
-        random_orders.push(eval.curve(&shuffled, &ks, blocks)?);
-    }
-    Ok(HeadDrop {
-        target: target.to_string(),
-        gates,
-        dropped: ks,
-        gate_order,
-        random_orders,
-    })
-}
-
-fn head_drop_markdown(drops: &[HeadDrop]) -> String {
-    let Some(first) = drops.first() else {
-        return String::new();
-    };
-    let total = first.dropped.last().copied().unwrap_or(0);
-    // A few columns: 0, ~1/8, 1/4, 1/2, 3/4 of the heads.
-    let marks: Vec<usize> = [0, total / 8, total / 4, total / 2, 3 * total / 4]
-        .into_iter()
-        .map(|k| {
-            first
-                .dropped
-                .iter()
-                .copied()
-                .min_by_key(|d| d.abs_diff(k))
-                .unwrap_or(0)
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut out = format!(
-        "| target | order | {} |\n|---|---|{}\n",
-        marks
-            .iter()
-            .map(|k| format!("{k} heads removed"))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---:|".repeat(marks.len())
-    );
-    for d in drops {
-        let at = |curve: &[f64], k: usize| {
-            d.dropped
-                .iter()
-                .position(|x| *x == k)
-                .map_or(f64::NAN, |i| 100.0 * curve[i])
-        };
-        out.push_str(&format!("| {} | learned gates, lowest first |", d.target));
-        for &k in &marks {
-            out.push_str(&format!(" {:.2} |", at(&d.gate_order, k)));
-        }
-        out.push_str(&format!(
-            "\n| {} | random (mean of {}) |",
-            d.target,
-            d.random_orders.len()
-        ));
-        for &k in &marks {
-            let v: Vec<f64> = d.random_orders.iter().map(|c| at(c, k)).collect();
-            let (m, s) = mean_std(&v);
-            out.push_str(&format!(" {m:.2} ± {s:.2} |"));
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn head_drop_chart(path: &Path, drops: &[HeadDrop]) -> Result<()> {
-    let cols = drops.len().clamp(1, 2);
-    let rows = drops.len().div_ceil(cols).max(1);
-    plot::save_png(path, 560 * cols as u32, 400 * rows as u32, |root| {
-        let areas = root.split_evenly((rows, cols));
-        for (d, area) in drops.iter().zip(areas.iter()) {
-            let xs: Vec<f64> = d.dropped.iter().map(|k| *k as f64).collect();
-            let pct = |c: &[f64]| c.iter().map(|v| 100.0 * v).collect::<Vec<_>>();
-            let randoms: Vec<Vec<f64>> = d.random_orders.iter().map(|c| pct(c)).collect();
-            let n = xs.len();
-            let stat = |i: usize| mean_std(&randoms.iter().map(|c| c[i]).collect::<Vec<_>>());
-            let mean: Vec<f64> = (0..n).map(|i| stat(i).0).collect();
-            let sd: Vec<f64> = (0..n).map(|i| stat(i).1).collect();
-            let mut series = vec![plot::Line {
-                label: "learned gates, lowest first".into(),
-                points: xs.iter().copied().zip(pct(&d.gate_order)).collect(),
-                band: None,
-                color: 4,
-            }];
-            if !randoms.is_empty() {
-                series.push(plot::Line {
-                    label: format!("random order (mean ± std of {})", randoms.len()),
-                    points: xs.iter().copied().zip(mean.iter().copied()).collect(),
-                    band: Some((
-                        mean.iter().zip(&sd).map(|(m, s)| m - s).collect(),
-                        mean.iter().zip(&sd).map(|(m, s)| m + s).collect(),
-                    )),
-                    color: 1,
-                });
-            }
-            plot::lines(
-                area,
-                &format!("target {}: base CLIP, heads removed", d.target),
-                "heads removed",
-                "target accuracy (%)",
-                &series,
-            )?;
-        }
-        Ok(())
-    })
-}
-
-fn gates_chart(path: &Path, drops: &[HeadDrop], method: Method) -> Result<()> {
-    let cols = drops.len().clamp(1, 2);
-    let rows = drops.len().div_ceil(cols).max(1);
-    let heads = drops
-        .first()
-        .and_then(|d| d.gates.first())
-        .map_or(8, Vec::len);
-    let blocks = drops.first().map_or(6, |d| d.gates.len());
-    let w = (70 * heads as u32 + 120).max(420);
-    let h = (36 * blocks as u32 + 110).max(300);
-    plot::save_png(path, w * cols as u32, h * rows as u32, |root| {
-        let areas = root.split_evenly((rows, cols));
-        for (d, area) in drops.iter().zip(areas.iter()) {
-            plot::heatmap(
-                area,
-                &format!("gates of {} (seed 0), target {}", method.as_str(), d.target),
-                &d.gates,
-            )?;
-        }
-        Ok(())
-    })
-}
-
-/// Runs the benchmark.
-pub fn run(a: DgArgs) -> Result<()> {
-    let t0 = Instant::now();
-    ahp_train::set_cpu_threads(a.threads);
-    if a.seeds == 0 {
-        bail!("--seeds must be at least 1");
+    if a.sweep_seeds > a.seeds {
+        bail!(
+            "--sweep-seeds ({}) cannot exceed --seeds ({})",
+            a.sweep_seeds,
+            a.seeds
+        );
     }
     if a.methods.is_empty() {
         bail!("--methods: give at least one method");
     }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("{}: cannot create", a.out.display()))?;
-    let checkpoint = Checkpoint::resolve(&a.clip).with_context(|| format!("--clip {}", a.clip))?;
-    let device = ahp_train::select_device(&a.device)?;
+    if a.sweep && (a.sweep_lr.is_empty() || a.sweep_gate_lr.is_empty() || a.sweep_mmd.is_empty()) {
+        bail!("--sweep-lr, --sweep-gate-lr and --sweep-mmd need at least one value each");
+    }
+    if a.bootstrap == 0 {
+        bail!("--bootstrap must be at least 1");
+    }
+    Ok(())
+}
 
-    // Data.
-    let data = match &a.data {
-        Some(d) => d.clone(),
-        None => {
-            let classes = match a.classes {
-                Some(c) => c,
-                None => {
-                    let vocab = std::fs::read_to_string(checkpoint.dir.join("tokenizer.json"))
-                        .unwrap_or_default();
-                    match ahp_data::synth::classes_named_in(&vocab) {
-                        n if n >= 2 => n,
-                        _ => 6,
-                    }
-                }
-            };
-            let dir = a.out.join("data");
-            let cfg = SynthConfig {
-                seed: a.data_seed,
-                classes,
-                domains: Style::ALL.to_vec(),
-                per_class: a.per_class,
-                size: checkpoint.config.vision_config.image_size as u32,
-            };
-            let summary = ahp_data::synth::generate(&cfg, &dir)?;
-            println!("synthetic data: {summary}");
-            dir
-        }
-    };
-    let dataset = DomainBedDataset::scan(&data, &ScanOptions::default())?;
-    let targets: Vec<String> = if a.targets.is_empty() {
-        dataset.domains().to_vec()
-    } else {
-        for t in &a.targets {
-            if dataset.domain_index(t).is_none() {
-                bail!(
-                    "--targets: `{t}` is not a domain of {} (domains: {})",
-                    data.display(),
-                    dataset.domains().join(", ")
-                );
-            }
-        }
-        a.targets.clone()
-    };
+fn targets_of(a: &DgArgs, dataset: &DomainBedDataset, data: &Path) -> Result<Vec<String>> {
     if dataset.domains().len() < 3 {
         bail!(
             "{}: leave-one-domain-out needs at least 3 domains (2 sources for the MMD), found {}",
@@ -727,127 +246,330 @@ pub fn run(a: DgArgs) -> Result<()> {
             dataset.domains().len()
         );
     }
+    if a.targets.is_empty() {
+        return Ok(dataset.domains().to_vec());
+    }
+    for t in &a.targets {
+        if dataset.domain_index(t).is_none() {
+            bail!(
+                "--targets: `{t}` is not a domain of {} (domains: {})",
+                data.display(),
+                dataset.domains().join(", ")
+            );
+        }
+    }
+    Ok(a.targets.clone())
+}
 
-    // The grid.
-    let mut jobs = Vec::new();
-    for t in &targets {
+/// The reported runs: one configuration per target and method, chosen by source validation.
+struct Chosen {
+    runs: Vec<RunResult>,
+    choices: Vec<Choice>,
+    sweep: Vec<RunResult>,
+}
+
+/// Steps 1 and 2 of the protocol.
+fn sweep_and_choose(a: &DgArgs, common: &Common<'_>, targets: &[String]) -> Result<Chosen> {
+    let seeds_of = |m: Method, n: u64| if m == Method::ZeroShot { 1 } else { n };
+    let mut sweep_jobs = Vec::new();
+    for t in targets {
         for &m in &a.methods {
-            let seeds = if m == Method::ZeroShot { 1 } else { a.seeds };
-            for seed in 0..seeds {
-                jobs.push(Job {
+            for config in a.grid(m) {
+                for seed in 0..seeds_of(m, a.sweep_seeds) {
+                    sweep_jobs.push(Job {
+                        target: t.clone(),
+                        method: m,
+                        config: config.clone(),
+                        seed,
+                    });
+                }
+            }
+        }
+    }
+    println!(
+        "sweep: {} runs ({} targets x {} methods, grid per method {}, {} seed(s) each)",
+        sweep_jobs.len(),
+        targets.len(),
+        a.methods.len(),
+        a.methods
+            .iter()
+            .map(|m| format!("{} {}", m.as_str(), a.grid(*m).len()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.sweep_seeds
+    );
+    let sweep = common.run_all(&sweep_jobs)?;
+    let mut choices = Vec::new();
+    let mut final_jobs = Vec::new();
+    for t in targets {
+        for &m in &a.methods {
+            let grid = a.grid(m);
+            let source_val: Vec<Vec<f64>> = grid
+                .iter()
+                .map(|c| {
+                    sweep
+                        .iter()
+                        .filter(|r| r.target == *t && r.method == m && r.config == *c)
+                        .map(|r| r.source_val.source_val_acc)
+                        .collect()
+                })
+                .collect();
+            let best = choose(&source_val);
+            let n = source_val[best].len().max(1) as f64;
+            choices.push(Choice {
+                method: m,
+                target: t.clone(),
+                chosen: grid[best].describe(m),
+                source_val: 100.0 * source_val[best].iter().sum::<f64>() / n,
+                tried: grid.len(),
+            });
+            for seed in 0..seeds_of(m, a.seeds) {
+                final_jobs.push(Job {
                     target: t.clone(),
                     method: m,
+                    config: grid[best].clone(),
                     seed,
                 });
             }
         }
     }
     println!(
-        "{} runs ({} targets x {} methods, {} seeds; zero-shot once), {} at a time, {} thread(s) each",
-        jobs.len(),
-        targets.len(),
-        a.methods.len(),
-        a.seeds,
-        a.jobs,
-        a.threads
+        "reported runs: {} (chosen configuration x seeds)",
+        final_jobs.len()
     );
-    let results = run_grid(&a, &data, &jobs, &device)?;
-    let table = Table::new(&targets, &a.methods, &results);
+    let runs = common.run_all(&final_jobs)?;
+    Ok(Chosen {
+        runs,
+        choices,
+        sweep,
+    })
+}
+
+/// Paired bootstrap intervals of the three comparisons the method is about.
+fn comparisons(a: &DgArgs, targets: &[String], runs: &[RunResult]) -> Result<Vec<Comparison>> {
+    let pairs = [
+        (Method::Ahp, Method::ZeroShot),
+        (Method::Ahp, Method::HaLora),
+        (Method::HaLora, Method::Lora),
+    ];
+    let outcomes: Vec<(&RunResult, Outcomes)> = runs
+        .iter()
+        .map(|r| {
+            Outcomes::from_code(&r.target_outcomes)
+                .map(|o| (r, o))
+                .with_context(|| format!("{}: bad target outcomes", r.target))
+        })
+        .collect::<Result<_>>()?;
+    let of = |m: Method, t: &str| -> Vec<&Outcomes> {
+        outcomes
+            .iter()
+            .filter(|(r, _)| r.method == m && r.target == t)
+            .map(|(_, o)| o)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (i, (x, y)) in pairs.into_iter().enumerate() {
+        if !(a.methods.contains(&x) && a.methods.contains(&y)) {
+            continue;
+        }
+        let paired: Vec<Paired<'_>> = targets
+            .iter()
+            .map(|t| Paired {
+                target: t,
+                a: of(x, t),
+                b: of(y, t),
+            })
+            .collect();
+        let (per_target, avg) = paired_bootstrap(&paired, a.bootstrap, 17 + i as u64)?;
+        out.push(Comparison {
+            name: format!("{} − {}", x.as_str(), y.as_str()),
+            per_target,
+            avg,
+        });
+    }
+    Ok(out)
+}
+
+/// Step 3's head-importance analysis on the AHP (or DIG) run of seed 0 of every target,
+/// `--jobs` targets at a time.
+fn head_importance(
+    a: &DgArgs,
+    common: &Common<'_>,
+    dataset: &DomainBedDataset,
+    targets: &[String],
+    chosen: &Chosen,
+    device: &candle_core::Device,
+) -> Result<Option<(Method, Vec<HeadDrop>)>> {
+    let Some(method) = [Method::Ahp, Method::Dig]
+        .into_iter()
+        .find(|m| a.methods.contains(m))
+    else {
+        return Ok(None);
+    };
+    let checkpoint = Checkpoint::resolve(&a.clip)?;
+    let clip = LoadedClip::load(&a.clip, device)?;
+    let base = load_weights(&checkpoint.weight_files)?;
+    let model = HeadModel {
+        checkpoint: &checkpoint,
+        clip: &clip,
+        base: &base,
+        device,
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<HeadDrop>>>> = targets
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..a.jobs.clamp(1, targets.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(t) = targets.get(i) else { return };
+                let r = target_head_drop(a, common, dataset, &model, chosen, method, t);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    let mut drops = Vec::new();
+    for (t, slot) in targets.iter().zip(results) {
+        let d = slot
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("a worker panicked"))?
+            .with_context(|| format!("head importance of target {t} did not run"))??;
+        println!(
+            "head importance, target {t}: {} points x (adapt & drop, cross-validation, {} random orders)",
+            d.dropped.len(),
+            d.random_orders.len()
+        );
+        drops.push(d);
+    }
+    Ok(Some((method, drops)))
+}
+
+/// The base model the head-importance analysis removes heads from.
+struct HeadModel<'a> {
+    checkpoint: &'a Checkpoint,
+    clip: &'a LoadedClip,
+    base: &'a std::collections::HashMap<String, candle_core::Tensor>,
+    device: &'a candle_core::Device,
+}
+
+fn target_head_drop(
+    a: &DgArgs,
+    common: &Common<'_>,
+    dataset: &DomainBedDataset,
+    model: &HeadModel<'_>,
+    chosen: &Chosen,
+    method: Method,
+    t: &str,
+) -> Result<HeadDrop> {
+    let split = dataset.split(&SplitOptions {
+        target_domains: vec![t.to_string()],
+        holdout_fraction: a.holdout_fraction,
+        seed: a.data_seed,
+    })?;
+    let clip = model.clip;
+    let classifier = ZeroShotClassifier::with_templates(
+        &clip.model,
+        &clip.tokenizer,
+        &split.classes,
+        &a.templates,
+    )?;
+    let run = chosen
+        .runs
+        .iter()
+        .find(|r| r.target == t && r.method == method && r.seed == 0)
+        .context("the gated method's seed-0 run is missing")?;
+    let gates_run = common.dir_of(&Job {
+        target: t.to_string(),
+        method,
+        config: run.config.clone(),
+        seed: 0,
+    });
+    let target_samples: Vec<_> = split
+        .targets
+        .iter()
+        .flat_map(|d| d.samples.clone())
+        .collect();
+    let source_val: Vec<_> = split
+        .sources
+        .iter()
+        .flat_map(|d| d.out_split.clone())
+        .collect();
+    let eval = DropEval::new(
+        model.device,
+        model.base,
+        model.checkpoint,
+        clip,
+        &classifier,
+        &target_samples,
+        &source_val,
+        a.eval_batch_size,
+    )?;
+    let vision = &model.checkpoint.config.vision_config;
+    let heads = vision.num_attention_heads * vision.num_hidden_layers;
+    head_drop(
+        &eval,
+        &DropPlan {
+            target: t,
+            gates_run: &gates_run,
+            step: a.drop_step,
+            random_orders: a.random_orders,
+            cv_max_drop: if a.cv_max_drop == 0 {
+                heads
+            } else {
+                a.cv_max_drop
+            },
+        },
+    )
+}
+
+/// Runs the benchmark.
+pub fn run(a: DgArgs) -> Result<()> {
+    let t0 = Instant::now();
+    ahp_train::set_cpu_threads(a.threads);
+    check_args(&a)?;
+    ahp_spec::run::check_templates(&a.templates).map_err(|e| anyhow::anyhow!("--template: {e}"))?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create", a.out.display()))?;
+    let checkpoint = Checkpoint::resolve(&a.clip).with_context(|| format!("--clip {}", a.clip))?;
+    let device = ahp_train::select_device(&a.device)?;
+    let data = dataset_root(&a, &checkpoint)?;
+    let dataset = DomainBedDataset::scan(&data, &ScanOptions::default())?;
+    let targets = targets_of(&a, &dataset, &data)?;
+    let common = Common {
+        base: a.train_options(&data, &device),
+        out: &a.out,
+        jobs: a.jobs,
+    };
+    let chosen = sweep_and_choose(&a, &common, &targets)?;
+    let reported: Vec<&RunResult> = chosen.runs.iter().collect();
+    let tables = [Pick::SourceVal, Pick::Last, Pick::Oracle]
+        .map(|p| Table::new(&targets, &a.methods, &reported, p));
     let title = format!(
-        "leave-one-domain-out target accuracy, {} ({} seeds)",
+        "leave-one-domain-out target accuracy, {} ({} seeds, source-val selection)",
         checkpoint
             .dir
             .file_name()
             .map_or(a.clip.clone(), |n| n.to_string_lossy().into_owned()),
         a.seeds
     );
-    table.chart(&a.out.join("dg.png"), &title)?;
-
-    // Gate analyses on the first seed of the gated method.
-    let gated = [Method::Ahp, Method::Dig]
-        .into_iter()
-        .find(|m| a.methods.contains(m));
-    let mut drops = Vec::new();
-    if let Some(method) = gated {
-        let clip = LoadedClip::load(&a.clip, &device)?;
-        let base = load_weights(&checkpoint.weight_files)?;
-        for t in &targets {
-            let split = dataset.split(&SplitOptions {
-                target_domains: vec![t.clone()],
-                holdout_fraction: 0.2,
-                seed: a.data_seed,
-            })?;
-            let run = run_dir(
-                &a.out,
-                &Job {
-                    target: t.clone(),
-                    method,
-                    seed: 0,
-                },
-            );
-            let model = BaseModel {
-                checkpoint: &checkpoint,
-                clip: &clip,
-                weights: &base,
-                device: &device,
-            };
-            let d = head_drop(&a, &split, &model, &run, t)?;
-            println!(
-                "head dropping, target {t}: {} points x (gate order + {} random orders)",
-                d.dropped.len(),
-                d.random_orders.len()
-            );
-            drops.push(d);
-        }
-        head_drop_chart(&a.out.join("head_drop.png"), &drops)?;
-        gates_chart(&a.out.join("gates.png"), &drops, method)?;
+    tables[0].chart(&a.out.join("dg.png"), &title)?;
+    let cis = comparisons(&a, &targets, &chosen.runs)?;
+    let gated = head_importance(&a, &common, &dataset, &targets, &chosen, &device)?;
+    if let Some((method, drops)) = &gated {
+        report::head_drop_chart(&a.out.join("head_drop.png"), drops)?;
+        report::gates_chart(&a.out.join("gates.png"), drops, *method)?;
     }
-
-    // Reports.
-    let json = serde_json::json!({
-        "clip": a.clip,
-        "data": data.display().to_string(),
-        "steps": a.steps,
-        "batch_size": a.batch_size,
-        "seeds": a.seeds,
-        "runs": results,
-        "head_drop": drops,
-    });
-    ahp_train::state::write_atomic(
-        &a.out.join("results.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
-    let mut md = format!(
-        "# Leave-one-domain-out benchmark (`ahp-bench dg`)\n\n\
-         Checkpoint `{}`, data `{}`; {} steps of batch {} per run, {} seeds. Target accuracy (%) \
-         of the checkpoint selected on the sources' held-out 20%, mean ± std over seeds \
-         (zero-shot is deterministic); `avg` averages the targets per seed.\n\n",
-        a.clip,
-        data.display(),
-        a.steps,
-        a.batch_size,
-        a.seeds
-    );
-    md.push_str(&table.markdown());
-    md.push_str("\n![target accuracy per method](dg.png)\n");
-    if let Some(method) = gated {
-        md.push_str(&format!(
-            "\n## Head dropping\n\nTarget accuracy of the base CLIP (zero-shot, no adapters) as \
-             heads are removed (`out_proj` columns zeroed): in the order of the gates `{}` learned \
-             on the sources (seed 0; lowest gate first) vs. random orders.\n\n",
-            method.as_str()
-        ));
-        md.push_str(&head_drop_markdown(&drops));
-        md.push_str(
-            "\n![head dropping](head_drop.png)\n\n## Gates\n\n\
-             `H * softmax(logits)` per block: 1 = untouched, below 1 (blue) = suppressed, \
-             above 1 (red) = amplified.\n\n![gates](gates.png)\n",
-        );
-    }
+    write_results(&a, &data, &chosen, &cis, gated.as_ref().map(|g| &g.1))?;
+    let md = markdown(&a, &data, &targets, &tables, &chosen, &cis, gated.as_ref());
     ahp_train::state::write_atomic(&a.out.join("dg.md"), md.as_bytes())?;
-    println!("\n{}", table.markdown());
-    if !drops.is_empty() {
-        println!("{}", head_drop_markdown(&drops));
+    println!("\n{}", tables[0].markdown());
+    println!("{}", report::comparisons_markdown(&targets, &cis));
+    if let Some((_, drops)) = &gated {
+        println!("{}", report::head_drop_markdown(drops));
     }
     println!(
         "wrote {}/{{dg.md, dg.png, head_drop.png, gates.png, results.json}} in {:.0} s",
@@ -857,51 +579,142 @@ pub fn run(a: DgArgs) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn write_results(
+    a: &DgArgs,
+    data: &Path,
+    chosen: &Chosen,
+    cis: &[Comparison],
+    drops: Option<&Vec<HeadDrop>>,
+) -> Result<()> {
+    let json = serde_json::json!({
+        "clip": a.clip,
+        "data": data.display().to_string(),
+        "steps": a.steps,
+        "batch_size": a.batch_size,
+        "seeds": a.seeds,
+        "sweep": a.sweep,
+        "sweep_seeds": a.sweep_seeds,
+        "templates": a.templates,
+        "chosen": chosen.choices.iter().map(|c| serde_json::json!({
+            "method": c.method, "target": c.target, "config": c.chosen,
+            "source_val": c.source_val, "tried": c.tried,
+        })).collect::<Vec<_>>(),
+        "intervals": cis.iter().map(|c| serde_json::json!({
+            "comparison": c.name, "per_target": c.per_target, "avg": c.avg,
+        })).collect::<Vec<_>>(),
+        "runs": chosen.runs,
+        "sweep_runs": chosen.sweep,
+        "head_drop": drops,
+    });
+    ahp_train::state::write_atomic(
+        &a.out.join("results.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    Ok(())
+}
 
-    #[test]
-    fn mean_and_sample_std() {
-        assert_eq!(mean_std(&[1.0]), (1.0, 0.0));
-        let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
-        assert!((m - 2.0).abs() < 1e-12 && (s - 1.0).abs() < 1e-12);
+/// Kept steps per method: how often the first evaluation was kept, and the mean kept step.
+fn kept_steps(a: &DgArgs, runs: &[RunResult]) -> String {
+    let first_eval = (a.steps / 4).max(1);
+    let mut out = String::from(
+        "| method | runs | mean kept step | kept the first evaluation (step {first}) |\n|---|---:|---:|---:|\n",
+    )
+    .replace("{first}", &first_eval.to_string());
+    for &m in a.methods.iter().filter(|m| **m != Method::ZeroShot) {
+        let steps: Vec<u64> = runs
+            .iter()
+            .filter(|r| r.method == m)
+            .map(|r| r.source_val.step)
+            .collect();
+        let mean = steps.iter().sum::<u64>() as f64 / steps.len().max(1) as f64;
+        let first = steps.iter().filter(|s| **s == first_eval).count();
+        out.push_str(&format!(
+            "| {} | {} | {mean:.0} | {first} |\n",
+            m.as_str(),
+            steps.len()
+        ));
     }
+    out
+}
 
-    #[test]
-    fn table_averages_targets_per_seed() {
-        let r = |t: &str, m: Method, seed: u64, acc: f64| RunResult {
-            target: t.into(),
-            method: m,
-            seed,
-            target_acc: acc,
-            source_val_acc: 0.0,
-            best_step: 0,
-            seconds: 0.0,
-            settings: serde_json::Value::Null,
-        };
-        let targets = vec!["a".to_string(), "b".to_string()];
-        let methods = vec![Method::ZeroShot, Method::Ahp];
-        let results = vec![
-            r("a", Method::ZeroShot, 0, 0.5),
-            r("b", Method::ZeroShot, 0, 0.3),
-            r("a", Method::Ahp, 0, 0.6),
-            r("a", Method::Ahp, 1, 0.8),
-            r("b", Method::Ahp, 0, 0.4),
-            r("b", Method::Ahp, 1, 0.2),
-        ];
-        let t = Table::new(&targets, &methods, &results);
-        assert_eq!(t.cell(0, 0), (50.0, 0.0));
-        let (m, _) = t.cell(1, 0);
-        assert!((m - 70.0).abs() < 1e-9);
-        // Per seed: (60 + 40) / 2 = 50 and (80 + 20) / 2 = 50.
-        let (m, s) = t.avg(1);
-        assert!((m - 50.0).abs() < 1e-9 && s.abs() < 1e-9, "{m} {s}");
-        let md = t.markdown();
-        assert!(md.contains("| zero-shot | 50.00 | 30.00 | 40.00 |"), "{md}");
-        assert!(
-            md.contains("| ahp | 70.00 ± 14.14 | 30.00 ± 14.14 | 50.00 ± 0.00 |"),
-            "{md}"
+fn markdown(
+    a: &DgArgs,
+    data: &Path,
+    targets: &[String],
+    tables: &[Table; 3],
+    chosen: &Chosen,
+    cis: &[Comparison],
+    gated: Option<&(Method, Vec<HeadDrop>)>,
+) -> String {
+    let tuning = if a.sweep {
+        format!(
+            "Each method's hyper-parameters were chosen per target by the mean source-validation \
+             accuracy of {} seed(s) per grid point (grid: LoRA learning rate {:?} — plain LoRA also \
+             with both rank rules, budget and as-given; gate learning rate {:?} for DIG; MMD \
+             weight {:?} for DIG and AHP; AHP's gate learning rate {:e}); never by a target.",
+            a.sweep_seeds, a.sweep_lr, a.sweep_gate_lr, a.sweep_mmd, a.gate_lr
+        )
+    } else {
+        "One configuration for every method (no sweep): the flags' learning rates and MMD weight."
+            .to_string()
+    };
+    let mut md = format!(
+        "# Leave-one-domain-out benchmark (`ahp-bench dg`)\n\n\
+         Checkpoint `{}`, data `{}`; {} steps of batch {} per run, {} seeds per reported cell, \
+         prompts {}. Target accuracy (%), mean ± std over seeds (zero-shot is deterministic); \
+         `avg` averages the targets per seed. {tuning}\n\n\
+         ## Source-validation selection (the headline)\n\n\
+         The checkpoint with the best pooled accuracy on the sources' held-out {:.0}%, among the \
+         evaluations after training started (every {} steps).\n\n",
+        a.clip,
+        data.display(),
+        a.steps,
+        a.batch_size,
+        a.seeds,
+        a.templates
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        100.0 * a.holdout_fraction,
+        (a.steps / 4).max(1)
+    );
+    md.push_str(&tables[0].markdown());
+    md.push_str("\n![target accuracy per method](dg.png)\n\n## Last step\n\n");
+    md.push_str(&tables[1].markdown());
+    md.push_str(
+        "\n## Oracle (upper bound only)\n\nThe evaluation with the best *target* accuracy of \
+         each run. It peeks at the target, so it is not a result: it shows how much a perfect \
+         checkpoint choice could add. Nothing in the benchmark is chosen by it.\n\n",
+    );
+    md.push_str(&tables[2].markdown());
+    md.push_str("\n## Paired bootstrap 95% confidence intervals (CI)\n\nDifferences of target accuracy in percentage points under source-val selection, resampling seeds and target images (the same images for both methods); ");
+    md.push_str(&format!(
+        "{} replicates. `*`: the interval excludes 0.\n\n",
+        a.bootstrap
+    ));
+    md.push_str(&report::comparisons_markdown(targets, cis));
+    md.push_str("\n## Chosen hyper-parameters\n\n");
+    md.push_str(&report::choices_markdown(&chosen.choices));
+    md.push_str("\n## Kept checkpoints\n\n");
+    md.push_str(&kept_steps(a, &chosen.runs));
+    if let Some((method, drops)) = gated {
+        md.push_str(&format!(
+            "\n## Head importance\n\nTarget accuracy of the base CLIP (zero-shot, no adapters) as \
+             heads are removed (`out_proj` columns zeroed), by the paper's strategies: random \
+             drop ({} orders), drop by cross-validation (greedy: each round removes the {} head(s) \
+             whose removal gives the best accuracy on the sources' held-out split), adapt & drop \
+             (the gates `{}` learned on the sources, seed 0, lowest first).\n\n",
+            a.random_orders,
+            a.drop_step,
+            method.as_str()
+        ));
+        md.push_str(&report::head_drop_markdown(drops));
+        md.push_str(
+            "\n![head dropping](head_drop.png)\n\n## Gates\n\n\
+             `H * softmax(logits)` per block: 1 = untouched, below 1 (blue) = suppressed, \
+             above 1 (red) = amplified.\n\n![gates](gates.png)\n",
         );
     }
+    md
 }

@@ -1,14 +1,19 @@
 //! `ahp-bench`: the benchmarks that are experiments rather than timings.
 //!
 //! * `ahp-bench dg`: leave-one-domain-out target accuracy of every method (zero-shot, LoRA,
-//!   HA-LoRA, DIG, AHP) over several seeds, as a markdown table and a PNG chart, plus two
-//!   analyses of the learned gates: head dropping in gate order vs. random order, and a
-//!   per-block gate heatmap.
+//!   HA-LoRA, DIG, AHP), each tuned on the sources' held-out split (`--sweep`), over several
+//!   seeds, under three checkpoint selections (source-val, last, oracle), with paired bootstrap
+//!   confidence intervals, as markdown tables and a PNG chart; plus head importance (random
+//!   drop, drop by cross-validation, adapt & drop) and a per-block gate heatmap.
 //!
 //! Timings live in the crates they measure (`cargo bench -p ahp-train`, `-p ahp-runtime`, ...).
 
 mod dg;
+mod grid;
+mod headdrop;
 mod plot;
+mod report;
+mod stats;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
-//! `ahp-bench dg` end to end on a tiny fixture CLIP with a tiny grid: the results, the
-//! markdown report and the three charts are written, the head-dropping curve starts at the
-//! zero-shot accuracy of the same target (two independent code paths), and a rerun reuses the
-//! finished runs.
+//! `ahp-bench dg` end to end on a tiny fixture CLIP with a tiny sweep: the three selections,
+//! intervals, chosen hyper-parameters, the markdown report and the three charts are written, the
+//! head-dropping curves start at the zero-shot accuracy of the same target (two independent code
+//! paths), and a rerun reuses the finished runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,6 +34,8 @@ fn bench(out: &Path, extra: &[&str]) -> Output {
             "2",
             "--drop-step",
             "2",
+            "--holdout-fraction",
+            "0.5",
             "--out",
         ])
         .arg(out)
@@ -47,7 +49,19 @@ fn bench(out: &Path, extra: &[&str]) -> Output {
 fn dg_writes_the_table_charts_and_analyses_and_reuses_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("dg");
-    let args = ["--targets", "sketch", "--methods", "zero-shot,ahp"];
+    let args = [
+        "--targets",
+        "sketch",
+        "--methods",
+        "zero-shot,ha-lora,ahp",
+        "--sweep",
+        "--sweep-lr",
+        "1e-2,3e-2",
+        "--sweep-mmd",
+        "1",
+        "--bootstrap",
+        "200",
+    ];
     let run = bench(&out, &args);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -55,28 +69,62 @@ fn dg_writes_the_table_charts_and_analyses_and_reuses_runs() {
         run.status.success(),
         "ahp-bench failed:\n{stdout}\n{stderr}"
     );
+    // zero-shot once, HA-LoRA and AHP over two learning rates each, one sweep seed.
     assert!(
-        stdout.contains("3 runs (1 targets x 2 methods, 2 seeds"),
+        stdout.contains("sweep: 5 runs (1 targets x 3 methods, grid per method zero-shot 1, ha-lora 2, ahp 2, 1 seed(s) each)"),
         "{stdout}"
     );
+    assert!(stdout.contains("reported runs: 5"), "{stdout}");
 
     let md = std::fs::read_to_string(out.join("dg.md")).expect("dg.md");
-    assert!(md.contains("| method | sketch | avg |"), "{md}");
-    assert!(md.contains("| zero-shot |"), "{md}");
+    for needle in [
+        "| method | sketch | avg |",
+        "| zero-shot |",
+        "## Last step",
+        "## Oracle (upper bound only)",
+        "confidence intervals (CI)",
+        "| ahp − zero-shot |",
+        "| ahp − ha-lora |",
+        "## Chosen hyper-parameters",
+        "| ahp | sketch | lr ",
+        "random drop",
+        "drop by cross-validation",
+        "adapt & drop",
+    ] {
+        assert!(md.contains(needle), "`{needle}` missing in:\n{md}");
+    }
     assert!(md.contains("| ahp |") && md.contains(" ± "), "{md}");
-    assert!(md.contains("learned gates, lowest first"), "{md}");
 
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
             .expect("valid json");
     let runs = results["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 3);
-    let zero_shot = runs
-        .iter()
-        .find(|r| r["method"] == "zero-shot")
-        .expect("zero-shot run")["target_acc"]
-        .as_f64()
-        .expect("accuracy");
+    assert_eq!(runs.len(), 5);
+    assert_eq!(results["sweep_runs"].as_array().expect("sweep").len(), 5);
+    let acc = |r: &serde_json::Value, sel: &str| r[sel]["target_acc"].as_f64().expect("acc");
+    for r in runs {
+        let step = r["source_val"]["step"].as_u64().expect("step");
+        if r["method"] == "zero-shot" {
+            assert_eq!(step, 0);
+        } else {
+            assert!(step > 0, "a trained run kept step 0: {r}");
+            assert_eq!(r["last"]["step"], 3);
+        }
+        // The oracle is an upper bound of the other two selections.
+        assert!(acc(r, "oracle") >= acc(r, "source_val") && acc(r, "oracle") >= acc(r, "last"));
+        let code = r["target_outcomes"].as_str().expect("outcomes");
+        let right = code.chars().filter(|c| *c == '1').count() as f64;
+        assert!(
+            (right / code.len() as f64 - acc(r, "source_val")).abs() < 1e-9,
+            "{r}"
+        );
+    }
+    let zero_shot = acc(
+        runs.iter()
+            .find(|r| r["method"] == "zero-shot")
+            .expect("zero-shot run"),
+        "source_val",
+    );
     let drop = &results["head_drop"][0];
     // The fixture has 3 blocks of 4 heads: 0, 2, ..., 12 heads removed.
     let dropped: Vec<u64> = drop["dropped"]
@@ -86,14 +134,23 @@ fn dg_writes_the_table_charts_and_analyses_and_reuses_runs() {
         .map(|v| v.as_u64().expect("count"))
         .collect();
     assert_eq!(dropped, vec![0, 2, 4, 6, 8, 10, 12]);
-    let gate_curve = drop["gate_order"].as_array().expect("curve");
-    assert_eq!(gate_curve.len(), dropped.len());
     // Nothing removed = the base CLIP: the same accuracy as the zero-shot run, measured by
-    // ahp-train's evaluation on the same images.
-    let start = gate_curve[0].as_f64().expect("accuracy");
-    assert!(
-        (start - zero_shot).abs() < 1e-9,
-        "head-drop start {start} vs zero-shot {zero_shot}"
+    // ahp-train's evaluation on the same images, for every strategy.
+    for curve in ["adapt_and_drop", "cross_validation"] {
+        let c = drop[curve].as_array().expect("curve");
+        assert_eq!(c.len(), dropped.len(), "{curve}");
+        let start = c[0].as_f64().expect("accuracy");
+        assert!(
+            (start - zero_shot).abs() < 1e-9,
+            "{curve} start {start} vs zero-shot {zero_shot}"
+        );
+    }
+    assert_eq!(
+        drop["cross_validation_order"]
+            .as_array()
+            .expect("order")
+            .len(),
+        12
     );
     assert_eq!(drop["random_orders"].as_array().expect("random").len(), 2);
     let gates = drop["gates"].as_array().expect("gates");
@@ -107,6 +164,16 @@ fn dg_writes_the_table_charts_and_analyses_and_reuses_runs() {
             .collect();
         // H * softmax: the gates of a block sum to H.
         assert!((g.iter().sum::<f64>() - 4.0).abs() < 1e-4, "{g:?}");
+    }
+    let intervals = results["intervals"].as_array().expect("intervals");
+    assert_eq!(intervals.len(), 2);
+    for i in intervals {
+        let (lo, hi) = (
+            i["avg"]["lo"].as_f64().expect("lo"),
+            i["avg"]["hi"].as_f64().expect("hi"),
+        );
+        let e = i["avg"]["estimate"].as_f64().expect("estimate");
+        assert!(lo <= e + 1e-9 && e <= hi + 1e-9, "{i}");
     }
 
     for (png, min_w) in [("dg.png", 720), ("head_drop.png", 500), ("gates.png", 400)] {
@@ -126,7 +193,7 @@ fn dg_writes_the_table_charts_and_analyses_and_reuses_runs() {
     let again = bench(&out, &args);
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{stdout}");
-    assert_eq!(stdout.matches("(cached)").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("(cached)").count(), 10, "{stdout}");
 }
 
 #[test]

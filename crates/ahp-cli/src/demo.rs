@@ -16,7 +16,6 @@ use ahp_spec::run::Method;
 use ahp_spec::ClipConfig;
 use ahp_train::{train, TrainOptions};
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 
 /// Options of `ahp demo`.
 #[derive(clap::Args)]
@@ -113,31 +112,22 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot remove the previous run", run_dir.display()))?;
     }
     let summary = train(&TrainOptions {
-        clip: a.clip.clone(),
-        data: data.clone(),
-        target_domains: vec![a.target_domain.clone()],
-        out: run_dir.clone(),
         method: Method::Ahp,
         steps: a.steps,
         batch_size: a.batch_size,
-        eval_batch_size: 64,
         lr: a.lr,
         gate_lr: a.gate_lr,
-        weight_decay: 0.0,
         warmup_steps: a.steps / 10,
-        grad_clip: 1.0,
-        mmd_weight: 1.0,
-        ranks: None,
-        alpha: 8.0,
         seed: a.seed,
         split_seed: a.seed,
-        holdout_fraction: 0.2,
-        template: ahp_model::DEFAULT_TEMPLATE.to_string(),
-        allow_missing_classes: false,
         eval_every: (a.steps / 4).max(1),
-        resume: false,
         progress: !a.quiet,
-        device: Device::Cpu,
+        ..TrainOptions::new(
+            &a.clip,
+            &data,
+            std::slice::from_ref(&a.target_domain),
+            &run_dir,
+        )
     })?;
     let acc = |rows: &[ahp_train::eval::DomainAccuracy]| {
         rows.iter()
@@ -147,7 +137,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let (zs, purified) = (acc(&summary.zero_shot), acc(&summary.trained));
     println!("{}", summary.report);
     println!(
-        "best step {} (source-val {:.2}%), {:.0} train images/s\n",
+        "kept step {} (source-val {:.2}%), {:.0} train images/s\n",
         summary.best_step,
         100.0 * summary.best_source_val_acc,
         summary.images_per_sec

@@ -25,7 +25,7 @@ pub fn prompt(template: &str, label: &str) -> Result<String> {
 #[derive(Debug, Clone)]
 pub struct ZeroShotClassifier {
     labels: Vec<String>,
-    template: String,
+    templates: Vec<String>,
     class_embeds: Tensor,
     logit_scale: f32,
 }
@@ -45,6 +45,21 @@ impl ZeroShotClassifier {
         labels: &[String],
         template: &str,
     ) -> Result<Self> {
+        Self::with_templates(model, tokenizer, labels, &[template.to_string()])
+    }
+
+    /// A prompt ensemble, as CLIP's zero-shot evaluation builds it: each label is embedded with
+    /// every template, each embedding L2-normalized, the mean over templates normalized again.
+    /// One template gives exactly [`Self::new`]'s classifier.
+    pub fn with_templates(
+        model: &ClipModel,
+        tokenizer: &ClipTokenizer,
+        labels: &[String],
+        templates: &[String],
+    ) -> Result<Self> {
+        if templates.is_empty() {
+            return Err(ModelError::Input("no prompt template given".into()));
+        }
         if labels.is_empty() {
             return Err(ModelError::Input("no class labels given".into()));
         }
@@ -58,15 +73,28 @@ impl ZeroShotClassifier {
                 "class label `{dup}` is given twice"
             )));
         }
-        let prompts = labels
-            .iter()
-            .map(|l| prompt(template, l))
-            .collect::<Result<Vec<_>>>()?;
-        let batch = tokenizer.encode_batch(&prompts)?;
-        let class_embeds = l2_normalize(&model.text_features(&batch)?)?;
+        let mut sum: Option<Tensor> = None;
+        for template in templates {
+            let prompts = labels
+                .iter()
+                .map(|l| prompt(template, l))
+                .collect::<Result<Vec<_>>>()?;
+            let batch = tokenizer.encode_batch(&prompts)?;
+            let embeds = l2_normalize(&model.text_features(&batch)?)?;
+            sum = Some(match sum {
+                None => embeds,
+                Some(acc) => (acc + embeds)?,
+            });
+        }
+        let sum = sum.ok_or_else(|| ModelError::Input("no prompt template given".into()))?;
+        let class_embeds = if templates.len() == 1 {
+            sum
+        } else {
+            l2_normalize(&sum)?
+        };
         Ok(Self {
             labels: labels.to_vec(),
-            template: template.to_string(),
+            templates: templates.to_vec(),
             class_embeds,
             logit_scale: model.logit_scale()?,
         })
@@ -76,7 +104,7 @@ impl ZeroShotClassifier {
     /// `logit_scale`); `class_embeds` `[C, P]` is normalized here.
     pub fn from_parts(
         labels: Vec<String>,
-        template: String,
+        templates: Vec<String>,
         class_embeds: &Tensor,
         logit_scale: f32,
     ) -> Result<Self> {
@@ -89,7 +117,7 @@ impl ZeroShotClassifier {
         }
         Ok(Self {
             labels,
-            template,
+            templates,
             class_embeds: l2_normalize(class_embeds)?,
             logit_scale,
         })
@@ -99,9 +127,9 @@ impl ZeroShotClassifier {
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
-    /// The prompt template.
-    pub fn template(&self) -> &str {
-        &self.template
+    /// The prompt templates (several: a prompt ensemble).
+    pub fn templates(&self) -> &[String] {
+        &self.templates
     }
     /// Normalized class embeddings `[C, P]`.
     pub fn class_embeds(&self) -> &Tensor {

@@ -251,3 +251,44 @@ fn head_hooks_identity_and_effect() {
         .expect("active");
     assert!(max_abs_diff(&changed.embeds, &base.embeds) > 1e-3);
 }
+
+/// A prompt ensemble is the normalized mean of each template's normalized class embeddings (as
+/// CLIP's zero-shot evaluation builds it); one template is exactly the single-template
+/// classifier.
+#[test]
+fn prompt_ensemble_is_the_normalized_mean_of_the_templates() {
+    let f = fixture(MODELS[0]);
+    let labels: Vec<String> = ["dog", "cat", "car"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (t1, t2) = ("a photo of a {}.", "a drawing of the {}");
+    let new = |t: &str| {
+        ZeroShotClassifier::new(&f.clip.model, &f.clip.tokenizer, &labels, t).expect("classifier")
+    };
+    let (a, b) = (new(t1), new(t2));
+    let single = ZeroShotClassifier::with_templates(
+        &f.clip.model,
+        &f.clip.tokenizer,
+        &labels,
+        &[t1.to_string()],
+    )
+    .expect("one template");
+    assert_eq!(max_abs_diff(single.class_embeds(), a.class_embeds()), 0.0);
+    let both = ZeroShotClassifier::with_templates(
+        &f.clip.model,
+        &f.clip.tokenizer,
+        &labels,
+        &[t1.to_string(), t2.to_string()],
+    )
+    .expect("ensemble");
+    let expected = ahp_model::l2_normalize(&(a.class_embeds() + b.class_embeds()).expect("sum"))
+        .expect("normalize");
+    let d = max_abs_diff(both.class_embeds(), &expected);
+    assert!(d < 1e-6, "ensemble differs from the normalized mean by {d}");
+    assert!(max_abs_diff(both.class_embeds(), a.class_embeds()) > 1e-4);
+    assert_eq!(both.templates(), &[t1.to_string(), t2.to_string()]);
+    assert!(
+        ZeroShotClassifier::with_templates(&f.clip.model, &f.clip.tokenizer, &labels, &[]).is_err()
+    );
+}

@@ -21,7 +21,8 @@ pub mod meta {
     pub const STD: &str = "ahp.std";
     /// Resize rule, e.g. `shortest_edge=224,bicubic,center_crop=224x224`.
     pub const RESIZE: &str = "ahp.resize";
-    /// Prompt template used for the class embeddings.
+    /// Prompt template used for the class embeddings; a prompt ensemble's templates are joined
+    /// with newlines (templates never contain one).
     pub const TEMPLATE: &str = "ahp.template";
     /// Training method (`zero-shot`, `ahp`, ...).
     pub const METHOD: &str = "ahp.method";

@@ -176,7 +176,48 @@ impl LoraSpec {
     }
 }
 
-/// Training hyperparameters, recorded for reproducibility.
+/// How a run picks the checkpoint it keeps. Evaluations start after the first update, so a
+/// trained method never keeps its untrained state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// The evaluation with the best pooled accuracy on the sources' held-out split (DomainBed's
+    /// training-domain validation; ties keep the earlier step).
+    #[default]
+    SourceVal,
+    /// The last step.
+    Last,
+}
+
+impl Selection {
+    /// Every selection.
+    pub const ALL: [Selection; 2] = [Selection::SourceVal, Selection::Last];
+
+    /// The CLI / manifest spelling: `source-val` or `last`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Selection::SourceVal => "source-val",
+            Selection::Last => "last",
+        }
+    }
+}
+
+impl std::str::FromStr for Selection {
+    type Err = String;
+
+    /// Parses `source-val` or `last`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Selection::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown selection `{s}` (expected source-val or last)"))
+    }
+}
+
+/// Training hyperparameters, recorded for reproducibility. The LoRA factors and the gate logits
+/// are two optimizer groups, each with its own learning rate, weight decay and gradient-norm
+/// clip: the LoRA group sees the classification gradient only, the gates classification +
+/// `mmd_weight` × MMD.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hyperparameters {
     /// Optimizer steps.
@@ -187,18 +228,27 @@ pub struct Hyperparameters {
     pub lr: f64,
     /// Peak learning rate of the gate logits.
     pub gate_lr: f64,
-    /// AdamW weight decay (LoRA factors; gates get none).
+    /// AdamW weight decay of the LoRA factors.
     pub weight_decay: f64,
+    /// AdamW weight decay of the gate logits.
+    #[serde(default)]
+    pub gate_weight_decay: f64,
     /// Linear warmup steps before the cosine decay.
     pub warmup_steps: u64,
-    /// Global gradient-norm clip (0 = off).
+    /// Gradient-norm clip of the LoRA group (0 = off).
     pub grad_clip: f64,
+    /// Gradient-norm clip of the gate group (0 = off).
+    #[serde(default)]
+    pub gate_grad_clip: f64,
     /// Weight of the MMD loss.
     pub mmd_weight: f64,
     /// Training seed (initialization, batches, augmentation).
     pub seed: u64,
     /// Evaluate every this many steps.
     pub eval_every: u64,
+    /// How the kept checkpoint was chosen.
+    #[serde(default)]
+    pub selection: Selection,
 }
 
 /// `run.json`.
@@ -212,8 +262,11 @@ pub struct RunManifest {
     pub base: BaseModel,
     /// Class labels, in logit order.
     pub classes: Vec<String>,
-    /// Prompt template.
-    pub template: String,
+    /// Prompt templates (one `{}` each); several are a prompt ensemble: the class embedding is
+    /// the normalized mean of the templates' normalized embeddings. Older manifests hold one
+    /// string under `template`.
+    #[serde(alias = "template", deserialize_with = "one_or_many")]
+    pub templates: Vec<String>,
     /// Training method.
     pub method: Method,
     /// Adapter layout (`None` for methods without LoRA).
@@ -230,10 +283,46 @@ pub struct RunManifest {
     pub holdout_fraction: f64,
     /// Hyperparameters.
     pub hyperparameters: Hyperparameters,
-    /// Step of the checkpoint kept (best source-validation accuracy).
+    /// Step of the checkpoint kept (by `hyperparameters.selection`).
     pub best_step: u64,
     /// Its source-validation accuracy.
     pub best_source_val_acc: f64,
+}
+
+/// A list of strings, or (as older manifests wrote it) one string.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Checks prompt templates: at least one, each with exactly one `{}` and no line break (the
+/// exported model's `ahp.template` metadata joins them with newlines).
+pub fn check_templates(templates: &[String]) -> Result<(), String> {
+    if templates.is_empty() {
+        return Err("give at least one prompt template".into());
+    }
+    for t in templates {
+        if t.matches("{}").count() != 1 {
+            return Err(format!(
+                "template `{t}` must contain exactly one `{{}}` placeholder"
+            ));
+        }
+        if t.contains('\n') || t.contains('\r') {
+            return Err(format!(
+                "template `{}` contains a line break",
+                t.escape_debug()
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RunManifest {
@@ -267,5 +356,27 @@ mod tests {
         }
         let err = "ha_lora".parse::<Method>().expect_err("not a method");
         assert!(err.contains("ha_lora") && err.contains("ha-lora"), "{err}");
+        for s in Selection::ALL {
+            assert_eq!(s.as_str().parse::<Selection>(), Ok(s));
+        }
+        assert!("best".parse::<Selection>().is_err());
+    }
+
+    #[test]
+    fn templates_are_checked_and_old_manifests_read() {
+        assert!(check_templates(&["a photo of a {}.".into(), "art of {}".into()]).is_ok());
+        assert!(check_templates(&[]).is_err());
+        let e = check_templates(&["no slot".into()]).expect_err("no placeholder");
+        assert!(e.contains("no slot"), "{e}");
+        assert!(check_templates(&["a {}\nb".into()]).is_err());
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(alias = "template", deserialize_with = "one_or_many")]
+            templates: Vec<String>,
+        }
+        let old: T = serde_json::from_str(r#"{"template": "a {}."}"#).expect("old");
+        assert_eq!(old.templates, vec!["a {}."]);
+        let new: T = serde_json::from_str(r#"{"templates": ["a {}.", "b {}"]}"#).expect("new");
+        assert_eq!(new.templates.len(), 2);
     }
 }

@@ -13,7 +13,7 @@ use ahp_model::{ClipModel, ZeroShotClassifier};
 use ahp_spec::run::Method;
 use ahp_spec::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 use ahp_train::adapters::{default_ranks, Layout, Trainable};
-use ahp_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use ahp_train::optim::ParamGroup;
 use ahp_train::train::step_gradients;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     let classes: Vec<String> = (0..7).map(|i| format!("class{i}")).collect();
     let embeds = Tensor::randn(0f32, 1.0, (7, 512), &device)?;
     let classifier =
-        ZeroShotClassifier::from_parts(classes, "a photo of a {}.".into(), &embeds, 2.6592)?;
+        ZeroShotClassifier::from_parts(classes, vec!["a photo of a {}.".into()], &embeds, 2.6592)?;
     let vision = &cfg.vision_config;
     let trainable = Trainable::init(
         Layout::new(
@@ -77,8 +77,8 @@ fn main() -> anyhow::Result<()> {
         0,
         &device,
     )?;
-    let mut lora_opt = AdamW::new(trainable.lora_vars(), AdamWConfig::default())?;
-    let mut gate_opt = AdamW::new(trainable.gate_vars(), AdamWConfig::default())?;
+    let mut lora_group = ParamGroup::new(trainable.lora_vars(), 1e-3, 0.0, 1.0)?;
+    let mut gate_group = ParamGroup::new(trainable.gate_vars(), 1e-2, 0.0, 1.0)?;
     let pixels = Tensor::randn(0f32, 1.0, (batch, 3, 224, 224), &device)?;
     let labels = Tensor::from_vec(
         (0..batch as u32).map(|i| i % 7).collect::<Vec<_>>(),
@@ -96,9 +96,8 @@ fn main() -> anyhow::Result<()> {
             &domains,
             1.0,
         )?;
-        clip_grad_norm(&mut sg.grads, 1.0)?;
-        lora_opt.step(&sg.grads, 1e-3)?;
-        gate_opt.step(&sg.grads, 1e-2)?;
+        lora_group.step(&mut sg.lora, 1e-3)?;
+        gate_group.step(&mut sg.gates, 1e-2)?;
         Ok(())
     };
     run()?; // warmup

@@ -30,6 +30,42 @@ pub fn lora_budget_rank(r: usize, h: usize) -> usize {
     ((r * (h + 1)) as f64 / 2.0).round().max(1.0) as usize
 }
 
+/// How plain LoRA (`lora`) turns the HA-LoRA ranks it is given into its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoraRankRule {
+    /// The same number of parameters as HA-LoRA: rank [`lora_budget_rank`] per block.
+    #[default]
+    Budget,
+    /// The ranks as given (fewer parameters than HA-LoRA's `H` per-head deltas).
+    AsGiven,
+}
+
+impl LoraRankRule {
+    /// `budget` or `as-given`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoraRankRule::Budget => "budget",
+            LoraRankRule::AsGiven => "as-given",
+        }
+    }
+}
+
+impl std::str::FromStr for LoraRankRule {
+    type Err = String;
+
+    /// Parses `budget` or `as-given`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "budget" => Ok(LoraRankRule::Budget),
+            "as-given" => Ok(LoraRankRule::AsGiven),
+            _ => Err(format!(
+                "unknown LoRA rank rule `{s}` (expected budget or as-given)"
+            )),
+        }
+    }
+}
+
 /// What a method trains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
@@ -50,6 +86,18 @@ impl Layout {
         alpha: f64,
         vision: &ClipVisionConfig,
     ) -> Result<Self> {
+        Self::with_rule(method, ranks, alpha, vision, LoraRankRule::Budget)
+    }
+
+    /// [`Self::new`] with plain LoRA's ranks chosen by `rule`. Both LoRA kinds scale their
+    /// delta by PEFT's `alpha / r` with their own rank `r`.
+    pub fn with_rule(
+        method: Method,
+        ranks: &[usize],
+        alpha: f64,
+        vision: &ClipVisionConfig,
+        rule: LoraRankRule,
+    ) -> Result<Self> {
         if ranks.len() != vision.num_hidden_layers {
             return Err(TrainError::option(
                 "rank",
@@ -68,7 +116,7 @@ impl Layout {
         }
         let lora = method.has_lora().then(|| LoraSpec {
             alpha,
-            ranks: if method.per_head_lora() {
+            ranks: if method.per_head_lora() || rule == LoraRankRule::AsGiven {
                 ranks.to_vec()
             } else {
                 ranks

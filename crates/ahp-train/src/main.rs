@@ -83,12 +83,18 @@ struct Args {
     /// AdamW weight decay of the LoRA factors.
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
+    /// AdamW weight decay of the gate logits.
+    #[arg(long, default_value_t = 0.0)]
+    gate_weight_decay: f64,
     /// Linear warmup steps (default: 10% of the steps).
     #[arg(long)]
     warmup_steps: Option<u64>,
-    /// Global gradient-norm clip (0 = off).
+    /// Gradient-norm clip of the LoRA factors (their own group; 0 = off).
     #[arg(long, default_value_t = 1.0)]
     grad_clip: f64,
+    /// Gradient-norm clip of the gate logits (their own group; 0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    gate_grad_clip: f64,
     /// Weight of the MMD loss (ahp and dig).
     #[arg(long, default_value_t = 1.0)]
     mmd_weight: f64,
@@ -98,9 +104,14 @@ struct Args {
     /// Comma-separated HA-LoRA rank per block (one value applies to every block).
     #[arg(long, value_delimiter = ',')]
     ranks: Option<Vec<usize>>,
-    /// LoRA alpha (scaling alpha / r).
+    /// LoRA alpha: each delta is scaled by alpha / r with its own rank r (PEFT's convention,
+    /// for HA-LoRA and plain LoRA alike).
     #[arg(long, default_value_t = 8.0)]
     alpha: f64,
+    /// Plain LoRA's ranks: `budget` (HA-LoRA's parameter count, rank r(H+1)/2 per block) or
+    /// `as-given` (the --rank/--ranks values themselves).
+    #[arg(long, default_value = "budget")]
+    lora_ranks: ahp_train::adapters::LoraRankRule,
     /// Seed of initialization, batches and augmentation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -110,15 +121,24 @@ struct Args {
     /// Held-out fraction of each source domain (model selection).
     #[arg(long, default_value_t = 0.2)]
     holdout_fraction: f64,
-    /// Prompt template.
-    #[arg(long, default_value = ahp_model::DEFAULT_TEMPLATE)]
-    template: String,
+    /// Prompt template with one `{}`; repeat for a prompt ensemble (the class embedding is the
+    /// normalized mean over the templates).
+    #[arg(long = "template", default_value = ahp_model::DEFAULT_TEMPLATE)]
+    templates: Vec<String>,
     /// Accept domains lacking some classes.
     #[arg(long)]
     allow_missing_classes: bool,
-    /// Evaluate and checkpoint every this many steps.
+    /// Evaluate and checkpoint every this many steps (the first evaluation comes after
+    /// `eval-every` updates).
     #[arg(long, default_value_t = 50)]
     eval_every: u64,
+    /// Checkpoint to keep: `source-val` (best pooled accuracy on the sources' held-out split)
+    /// or `last`.
+    #[arg(long, default_value = "source-val")]
+    select: ahp_spec::run::Selection,
+    /// Fewest held-out images every source domain needs for `--select source-val`.
+    #[arg(long, default_value_t = 5)]
+    min_holdout: usize,
     /// Continue an interrupted run in --out.
     #[arg(long)]
     resume: bool,
@@ -190,26 +210,32 @@ fn run(args: Args) -> Result<()> {
         lr: args.lr,
         gate_lr: args.gate_lr,
         weight_decay: args.weight_decay,
+        gate_weight_decay: args.gate_weight_decay,
         warmup_steps,
         grad_clip: args.grad_clip,
+        gate_grad_clip: args.gate_grad_clip,
         mmd_weight: args.mmd_weight,
         ranks,
         alpha: args.alpha,
+        lora_rank_rule: args.lora_ranks,
         seed: args.seed,
         split_seed: args.split_seed.unwrap_or(args.seed),
         holdout_fraction: args.holdout_fraction,
-        template: args.template,
+        templates: args.templates,
         allow_missing_classes: args.allow_missing_classes,
         eval_every: args.eval_every,
+        selection: args.select,
+        min_holdout: args.min_holdout,
         resume: args.resume,
         progress: !args.quiet,
         device,
     })?;
     println!("{}", summary.report);
     println!(
-        "run directory {} (best step {}, source-val {:.2}%, {:.1} train images/s, {} unreadable images skipped)",
+        "run directory {} (kept step {} by {}, source-val {:.2}%, {:.1} train images/s, {} unreadable images skipped)",
         summary.run_dir.display(),
         summary.best_step,
+        summary.selection.as_str(),
         100.0 * summary.best_source_val_acc,
         summary.images_per_sec,
         summary.skipped_images

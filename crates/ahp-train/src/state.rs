@@ -35,10 +35,13 @@ pub struct StateMeta {
     pub lora_t: u64,
     /// Steps taken by the gate optimizer.
     pub gate_t: u64,
-    /// Step of the best snapshot.
+    /// Step of the kept snapshot (0 until the first evaluation after an update).
     pub best_step: u64,
-    /// Its source-validation accuracy.
+    /// Its source-validation accuracy (the zero-shot one until then).
     pub best_acc: f64,
+    /// Every evaluation so far, in step order.
+    #[serde(default)]
+    pub evaluations: Vec<crate::eval::Evaluation>,
     /// Zero-shot accuracies, `domain -> split -> accuracy`.
     pub zero_shot: Vec<crate::eval::DomainAccuracy>,
     /// Settings that must match on `--resume`.

@@ -12,8 +12,8 @@ use ahp_data::{
 };
 use ahp_model::{l2_normalize, LoadedClip, ZeroShotClassifier};
 use ahp_spec::run::{
-    BaseModel, Hyperparameters, Method, RunManifest, WeightFile, ADAPTER_FILE, FORMAT_VERSION,
-    MANIFEST_FILE, METRICS_FILE, REPORT_FILE,
+    BaseModel, Hyperparameters, Method, RunManifest, Selection, WeightFile, ADAPTER_FILE,
+    FORMAT_VERSION, MANIFEST_FILE, METRICS_FILE, REPORT_FILE,
 };
 use candle_core::{Device, Tensor};
 use serde::Serialize;
@@ -21,9 +21,9 @@ use sha2::Digest;
 
 use crate::adapters::{default_ranks, Layout, Trainable};
 use crate::error::{Result, TrainError};
-use crate::eval::{count_correct, split_accuracy, DomainAccuracy};
+use crate::eval::{evaluate_samples, split_accuracy, DomainAccuracy, Evaluation, Outcomes};
 use crate::mmd::head_mmd_loss;
-use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
+use crate::optim::{lr_at, ParamGroup};
 use crate::state::{load_state, save_state, write_atomic, StateMeta, STATE_FILE};
 
 /// Everything `ahp-train` needs.
@@ -51,28 +51,39 @@ pub struct TrainOptions {
     pub gate_lr: f64,
     /// LoRA weight decay.
     pub weight_decay: f64,
+    /// Gate weight decay.
+    pub gate_weight_decay: f64,
     /// Warmup steps.
     pub warmup_steps: u64,
-    /// Gradient clipping (0 = off).
+    /// Gradient-norm clip of the LoRA group (0 = off).
     pub grad_clip: f64,
+    /// Gradient-norm clip of the gate group (0 = off).
+    pub gate_grad_clip: f64,
     /// MMD weight.
     pub mmd_weight: f64,
     /// HA-LoRA ranks per block (`None` = the paper's default; one value = every block).
     pub ranks: Option<Vec<usize>>,
-    /// LoRA alpha.
+    /// LoRA alpha (scaling `alpha / r`, PEFT's convention, for both LoRA kinds).
     pub alpha: f64,
+    /// How plain LoRA derives its ranks from `ranks`.
+    pub lora_rank_rule: crate::adapters::LoraRankRule,
     /// Seed of initialization, batches and augmentation.
     pub seed: u64,
     /// Seed of the in/out split.
     pub split_seed: u64,
     /// Held-out fraction of each source domain.
     pub holdout_fraction: f64,
-    /// Prompt template.
-    pub template: String,
+    /// Prompt templates (several: a prompt ensemble, see
+    /// [`ahp_model::ZeroShotClassifier::with_templates`]).
+    pub templates: Vec<String>,
     /// Accept domains lacking some classes.
     pub allow_missing_classes: bool,
     /// Evaluate (and checkpoint) every this many steps.
     pub eval_every: u64,
+    /// Which checkpoint to keep.
+    pub selection: Selection,
+    /// Fewest held-out images a source domain must have for `Selection::SourceVal`.
+    pub min_holdout: usize,
     /// Continue an interrupted run in `out`.
     pub resume: bool,
     /// Show a progress bar.
@@ -81,15 +92,65 @@ pub struct TrainOptions {
     pub device: Device,
 }
 
+impl TrainOptions {
+    /// The library's defaults for a run of `clip` on `data` with `target_domains` held out,
+    /// written to `out`: AHP, 200 steps of batch 32, LoRA lr 1e-3 (group clip 1.0, no decay),
+    /// gate lr 1e-2 (group clip 1.0, no decay), 10% warmup, MMD weight 1, the paper's ranks with
+    /// alpha 8, seed 0 (also of the split), 20% held out per source domain (at least 5 images),
+    /// CLIP's default template, an evaluation every 50 steps, selection by source validation,
+    /// CPU, no progress bar.
+    pub fn new(clip: &str, data: &Path, target_domains: &[String], out: &Path) -> Self {
+        Self {
+            clip: clip.to_string(),
+            data: data.to_path_buf(),
+            target_domains: target_domains.to_vec(),
+            out: out.to_path_buf(),
+            method: Method::Ahp,
+            steps: 200,
+            batch_size: 32,
+            eval_batch_size: 64,
+            lr: 1e-3,
+            gate_lr: 1e-2,
+            weight_decay: 0.0,
+            gate_weight_decay: 0.0,
+            warmup_steps: 20,
+            grad_clip: 1.0,
+            gate_grad_clip: 1.0,
+            mmd_weight: 1.0,
+            ranks: None,
+            alpha: 8.0,
+            lora_rank_rule: crate::adapters::LoraRankRule::Budget,
+            seed: 0,
+            split_seed: 0,
+            holdout_fraction: 0.2,
+            templates: vec![ahp_model::DEFAULT_TEMPLATE.to_string()],
+            allow_missing_classes: false,
+            eval_every: 50,
+            selection: Selection::SourceVal,
+            min_holdout: 5,
+            resume: false,
+            progress: false,
+            device: Device::Cpu,
+        }
+    }
+}
+
 /// What a finished run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
     /// The run directory.
     pub run_dir: PathBuf,
+    /// How the kept checkpoint was chosen.
+    pub selection: Selection,
     /// Step of the kept checkpoint.
     pub best_step: u64,
     /// Its source-validation accuracy.
     pub best_source_val_acc: f64,
+    /// Every evaluation of the run (step, source-val and target accuracy), in step order.
+    pub evaluations: Vec<Evaluation>,
+    /// Per-image outcome of the kept checkpoint on the target images (the targets' samples in
+    /// split order, concatenated).
+    pub target_outcomes: Outcomes,
     /// Zero-shot accuracies.
     pub zero_shot: Vec<DomainAccuracy>,
     /// Accuracies of the kept checkpoint.
@@ -149,9 +210,21 @@ fn validate(o: &TrainOptions) -> Result<()> {
             ));
         }
     }
-    if !(o.mmd_weight.is_finite() && o.mmd_weight >= 0.0) {
-        return Err(TrainError::option("mmd-weight", "must be >= 0"));
+    for (name, v) in [
+        ("mmd-weight", o.mmd_weight),
+        ("weight-decay", o.weight_decay),
+        ("gate-weight-decay", o.gate_weight_decay),
+        ("grad-clip", o.grad_clip),
+        ("gate-grad-clip", o.gate_grad_clip),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(TrainError::option(
+                name,
+                format!("must be a finite number >= 0, got {v}"),
+            ));
+        }
     }
+    ahp_spec::run::check_templates(&o.templates).map_err(|m| TrainError::option("template", m))?;
     if o.target_domains.is_empty() {
         return Err(TrainError::option(
             "target-domain",
@@ -175,45 +248,51 @@ struct Context {
 }
 
 impl Context {
+    fn outcomes(&self, hooks: &[ahp_model::HeadHooks], samples: &[Sample]) -> Result<Outcomes> {
+        evaluate_samples(
+            &self.clip.model,
+            &self.classifier,
+            hooks,
+            samples,
+            self.opts.eval_batch_size,
+            &self.clip.preprocess,
+            &self.opts.device,
+        )
+    }
+
+    /// Accuracy rows of the requested splits (`in`, `out`, `target`) and the per-image outcomes
+    /// of the target images.
     fn evaluate(
         &self,
         hooks: &[ahp_model::HeadHooks],
         splits: &[&str],
-    ) -> Result<Vec<DomainAccuracy>> {
+    ) -> Result<(Vec<DomainAccuracy>, Outcomes)> {
         let mut rows = Vec::new();
-        let mut push = |name: &str, split: &str, samples: &[Sample]| -> Result<()> {
-            let (correct, images, skipped) = count_correct(
-                &self.clip.model,
-                &self.classifier,
-                hooks,
-                samples,
-                self.opts.eval_batch_size,
-                &self.clip.preprocess,
-                &self.opts.device,
-            )?;
+        let mut push = |name: &str, split: &str, o: &Outcomes| {
             rows.push(DomainAccuracy {
                 domain: name.to_string(),
                 split: split.to_string(),
-                images,
-                correct,
-                skipped,
-            });
-            Ok(())
+                images: o.evaluated(),
+                correct: o.correct(),
+                skipped: o.skipped(),
+            })
         };
         for s in &self.split.sources {
-            if splits.contains(&"in") {
-                push(&s.name, "in", &s.in_split)?;
-            }
-            if splits.contains(&"out") {
-                push(&s.name, "out", &s.out_split)?;
+            for (split, samples) in [("in", &s.in_split), ("out", &s.out_split)] {
+                if splits.contains(&split) {
+                    push(&s.name, split, &self.outcomes(hooks, samples)?);
+                }
             }
         }
+        let mut target = Outcomes::default();
         if splits.contains(&"target") {
             for t in &self.split.targets {
-                push(&t.name, "target", &t.samples)?;
+                let o = self.outcomes(hooks, &t.samples)?;
+                push(&t.name, "target", &o);
+                target.0.extend(o.0);
             }
         }
-        Ok(rows)
+        Ok((rows, target))
     }
 }
 
@@ -233,7 +312,7 @@ fn fingerprint(
         "hyperparameters": hp,
         "split_seed": o.split_seed,
         "holdout_fraction": o.holdout_fraction,
-        "template": o.template,
+        "templates": o.templates,
         "classes": classes,
     })
 }
@@ -246,10 +325,52 @@ fn gate_values(trainable: &Trainable) -> Result<Vec<Vec<f32>>> {
         .collect()
 }
 
-/// Runs a training (or, for `zero-shot`, only the evaluation) and leaves the run directory with
-/// the best checkpoint by source-validation accuracy.
-pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
-    validate(opts)?;
+/// Source-validation selection needs a held-out split that can rank checkpoints: every source
+/// domain must hold at least `min_holdout` images out.
+fn check_holdout(opts: &TrainOptions, split: &Split) -> Result<()> {
+    if opts.method == Method::ZeroShot || opts.selection != Selection::SourceVal {
+        return Ok(());
+    }
+    for s in &split.sources {
+        if s.out_split.len() < opts.min_holdout.max(1) {
+            return Err(TrainError::option(
+                "holdout-fraction",
+                format!(
+                    "source domain `{}` holds out {} of its {} images ({}), fewer than the {} \
+                     that selection by source validation needs; raise --holdout-fraction, \
+                     lower --min-holdout, or keep the last step with --select last",
+                    s.name,
+                    s.out_split.len(),
+                    s.out_split.len() + s.in_split.len(),
+                    opts.holdout_fraction,
+                    opts.min_holdout.max(1)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn hyperparameters(o: &TrainOptions) -> Hyperparameters {
+    Hyperparameters {
+        steps: o.steps,
+        batch_size: o.batch_size,
+        lr: o.lr,
+        gate_lr: o.gate_lr,
+        weight_decay: o.weight_decay,
+        gate_weight_decay: o.gate_weight_decay,
+        warmup_steps: o.warmup_steps,
+        grad_clip: o.grad_clip,
+        gate_grad_clip: o.gate_grad_clip,
+        mmd_weight: o.mmd_weight,
+        seed: o.seed,
+        eval_every: o.eval_every,
+        selection: o.selection,
+    }
+}
+
+/// Loads the model and data and builds the classifier and the trainable adapters.
+fn prepare(opts: &TrainOptions) -> Result<(Context, Trainable, Layout)> {
     let device = opts.device.clone();
     let clip = LoadedClip::load(&opts.clip, &device)?;
     let vision = clip.model.config().vision_config.clone();
@@ -274,52 +395,68 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             ),
         ));
     }
-    let classes = split.classes.clone();
-    let classifier =
-        ZeroShotClassifier::new(&clip.model, &clip.tokenizer, &classes, &opts.template)?;
+    check_holdout(opts, &split)?;
+    let classifier = ZeroShotClassifier::with_templates(
+        &clip.model,
+        &clip.tokenizer,
+        &split.classes,
+        &opts.templates,
+    )?;
     let ranks = match &opts.ranks {
         None => default_ranks(vision.num_hidden_layers),
         Some(r) if r.len() == 1 => vec![r[0]; vision.num_hidden_layers],
         Some(r) => r.clone(),
     };
-    let layout = Layout::new(opts.method, &ranks, opts.alpha, &vision)?;
+    let layout = Layout::with_rule(
+        opts.method,
+        &ranks,
+        opts.alpha,
+        &vision,
+        opts.lora_rank_rule,
+    )?;
     let trainable = Trainable::init(layout.clone(), &vision, opts.seed, &device)?;
-    let hp = Hyperparameters {
-        steps: opts.steps,
-        batch_size: opts.batch_size,
-        lr: opts.lr,
-        gate_lr: opts.gate_lr,
-        weight_decay: opts.weight_decay,
-        warmup_steps: opts.warmup_steps,
-        grad_clip: opts.grad_clip,
-        mmd_weight: opts.mmd_weight,
-        seed: opts.seed,
-        eval_every: opts.eval_every,
-    };
-    let fp = fingerprint(opts, &layout, &hp, &classes);
     let ctx = Context {
         clip,
         split,
         classifier,
         opts: opts.clone(),
     };
+    Ok((ctx, trainable, layout))
+}
 
+/// The mutable state of a run: the two optimizer groups, the kept snapshot and the scalars.
+struct RunState {
+    lora: ParamGroup,
+    gates: ParamGroup,
+    best: HashMap<String, Tensor>,
+    meta: StateMeta,
+}
+
+/// A fresh state (after the zero-shot evaluation), or the one of an interrupted run.
+fn start_or_resume(
+    ctx: &Context,
+    trainable: &Trainable,
+    fp: serde_json::Value,
+) -> Result<RunState> {
+    let opts = &ctx.opts;
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| TrainError::run_dir(&opts.out, format!("cannot create: {e}")))?;
     let state_path = opts.out.join(STATE_FILE);
-    let mut lora_opt = AdamW::new(
+    let mut lora = ParamGroup::new(
         trainable.lora_vars(),
-        AdamWConfig {
-            weight_decay: opts.weight_decay,
-            ..Default::default()
-        },
+        opts.lr,
+        opts.weight_decay,
+        opts.grad_clip,
     )?;
-    let mut gate_opt = AdamW::new(trainable.gate_vars(), AdamWConfig::default())?;
-    let mut meta;
-    let mut best: HashMap<String, Tensor>;
+    let mut gates = ParamGroup::new(
+        trainable.gate_vars(),
+        opts.gate_lr,
+        opts.gate_weight_decay,
+        opts.gate_grad_clip,
+    )?;
     if opts.resume && state_path.is_file() {
-        let (tensors, m) = load_state(&state_path, &device)?;
-        if m.fingerprint != fp {
+        let (tensors, meta) = load_state(&state_path, &opts.device)?;
+        if meta.fingerprint != fp {
             return Err(TrainError::run_dir(
                 &state_path,
                 "the run was started with different settings; resume with the same options or use a new --out",
@@ -333,35 +470,63 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         };
         trainable.restore(&strip("param."))?;
         let opt_state = strip("opt.");
-        lora_opt.load_state(&opt_state, m.lora_t)?;
-        gate_opt.load_state(&opt_state, m.gate_t)?;
-        best = strip("best.");
-        meta = m;
+        lora.optimizer_mut().load_state(&opt_state, meta.lora_t)?;
+        gates.optimizer_mut().load_state(&opt_state, meta.gate_t)?;
         eprintln!("resuming {} at step {}", opts.out.display(), meta.next_step);
         truncate_metrics(&opts.out.join(METRICS_FILE), meta.next_step)?;
-    } else {
-        if !opts.resume && (state_path.exists() || opts.out.join(MANIFEST_FILE).exists()) {
-            return Err(TrainError::run_dir(
-                &opts.out,
-                "already holds a run; pass --resume to continue it or choose another --out",
-            ));
-        }
-        let zero_shot = ctx.evaluate(&[], &["in", "out", "target"])?;
-        meta = StateMeta {
+        return Ok(RunState {
+            lora,
+            gates,
+            best: strip("best."),
+            meta,
+        });
+    }
+    if !opts.resume && (state_path.exists() || opts.out.join(MANIFEST_FILE).exists()) {
+        return Err(TrainError::run_dir(
+            &opts.out,
+            "already holds a run; pass --resume to continue it or choose another --out",
+        ));
+    }
+    let (zero_shot, _) = ctx.evaluate(&[], &["in", "out", "target"])?;
+    let _ = std::fs::remove_file(opts.out.join(METRICS_FILE));
+    Ok(RunState {
+        lora,
+        gates,
+        best: trainable.snapshot()?,
+        meta: StateMeta {
             next_step: 0,
             lora_t: 0,
             gate_t: 0,
             best_step: 0,
             best_acc: split_accuracy(&zero_shot, "out"),
+            evaluations: Vec::new(),
             zero_shot,
-            fingerprint: fp.clone(),
-        };
-        best = trainable.snapshot()?;
-        let _ = std::fs::remove_file(opts.out.join(METRICS_FILE));
-    }
+            fingerprint: fp,
+        },
+    })
+}
 
-    let loader_cfg = LoaderConfig::new(opts.batch_size, opts.seed, ctx.clip.preprocess.clone());
-    let batcher = BalancedBatcher::new(&ctx.split, loader_cfg)?;
+fn progress_bar(show: bool, steps: u64, position: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(steps);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_position(position);
+    b
+}
+
+/// Runs a training (or, for `zero-shot`, only the evaluation) and leaves the run directory with
+/// the checkpoint chosen by `opts.selection` (never the untrained step 0 of a trained method).
+pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
+    validate(opts)?;
+    let (ctx, trainable, layout) = prepare(opts)?;
+    let hp = hyperparameters(opts);
+    let fp = fingerprint(opts, &layout, &hp, &ctx.split.classes);
+    let mut st = start_or_resume(&ctx, &trainable, fp)?;
     let run_id = format!(
         "{}-{}-s{}-{}",
         opts.method.as_str(),
@@ -372,167 +537,245 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     );
+    let out = Outputs {
+        ctx: &ctx,
+        trainable: &trainable,
+        run_id: &run_id,
+        layout: &layout,
+        hp: &hp,
+    };
     let steps = if opts.method == Method::ZeroShot {
         0
     } else {
         opts.steps
     };
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(steps);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b.set_position(meta.next_step);
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let loader_cfg = LoaderConfig::new(opts.batch_size, opts.seed, ctx.clip.preprocess.clone());
+    let batcher = BalancedBatcher::new(&ctx.split, loader_cfg)?;
     let t0 = Instant::now();
-    let mut images_seen = 0usize;
-    let mut loss_history = Vec::new();
-    let (mut run_correct, mut run_total) = (0usize, 0usize);
-    if meta.next_step < steps {
-        let prefetch = batcher.prefetch(meta.next_step, 2)?;
-        for (step, batch) in (meta.next_step..steps).zip(prefetch) {
-            let batch = batch?;
-            let [b, c, h, w] = batch.shape();
-            let pixels = Tensor::from_vec(batch.images.clone(), (b, c, h, w), &device)?;
-            let labels = Tensor::from_vec(batch.labels.clone(), b, &device)?;
-            let sg = step_gradients(
-                &ctx.clip.model,
-                &ctx.classifier,
-                &trainable,
-                &pixels,
-                &labels,
-                &batch.domains,
-                opts.mmd_weight,
-            )?;
-            run_correct += sg.correct;
-            run_total += b;
-            loss_history.push(sg.ce);
-            let mut grads = sg.grads;
-            let (ce_value, mmd_value) = (sg.ce, sg.mmd);
-            let loss = ce_value + opts.mmd_weight * mmd_value;
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    step,
-                    message: format!("loss is {loss}"),
-                });
-            }
-            let norm = clip_grad_norm(&mut grads, opts.grad_clip)?;
-            if !norm.is_finite() {
-                return Err(TrainError::Diverged {
-                    step,
-                    message: "gradient norm is not finite".into(),
-                });
-            }
-            let lr = lr_at(step, opts.lr, opts.warmup_steps, steps);
-            let gate_lr = lr_at(step, opts.gate_lr, opts.warmup_steps, steps);
-            lora_opt.step(&grads, lr)?;
-            gate_opt.step(&grads, gate_lr)?;
-            images_seen += b;
-            bar.inc(1);
-            bar.set_message(format!(
-                "loss {loss:.3} (ce {ce_value:.3} mmd {mmd_value:.4}) acc {:.3}",
-                run_correct as f64 / run_total.max(1) as f64
-            ));
-
-            let done = step + 1;
-            if done % opts.eval_every == 0 || done == steps {
-                let eval_hooks = trainable
-                    .adapter_from(
-                        &trainable.snapshot()?,
-                        ctx.classifier.class_embeds(),
-                        ctx.classifier.logit_scale(),
-                    )?
-                    .hooks;
-                let rows = ctx.evaluate(&eval_hooks, &["out", "target"])?;
-                let val = split_accuracy(&rows, "out");
-                let target = split_accuracy(&rows, "target");
-                let improved = val > meta.best_acc;
-                if improved {
-                    best = trainable.snapshot()?;
-                    meta.best_acc = val;
-                    meta.best_step = done;
-                }
-                meta.next_step = done;
-                meta.lora_t = lora_opt.steps();
-                meta.gate_t = gate_opt.steps();
-                save_full_state(&state_path, &trainable, &lora_opt, &gate_opt, &best, &meta)?;
-                let gates = gate_values(&trainable)?;
-                append_metrics(
-                    &opts.out.join(METRICS_FILE),
-                    &MetricsLine {
-                        step: done,
-                        loss,
-                        ce: ce_value,
-                        mmd: mmd_value,
-                        train_acc: run_correct as f64 / run_total.max(1) as f64,
-                        lr,
-                        gate_lr,
-                        source_val_acc: val,
-                        target_acc: target,
-                        best: improved,
-                        gates: &gates,
-                    },
-                )?;
-                write_outputs(&ctx, &trainable, &best, &meta, &run_id, &layout, &hp)?;
-                bar.println(format!(
-                    "step {done}: source-val {:.2}% target {:.2}%{}",
-                    100.0 * val,
-                    100.0 * target,
-                    if improved { " (best)" } else { "" }
-                ));
-                run_correct = 0;
-                run_total = 0;
-            }
-        }
-    }
-    bar.finish_and_clear();
+    let trained = train_steps(&out, &batcher, &mut st, steps)?;
     let secs = t0.elapsed().as_secs_f64();
-    // Final outputs from the best snapshot (also for zero-shot and for a resumed finished run).
-    write_outputs(&ctx, &trainable, &best, &meta, &run_id, &layout, &hp)?;
+    // Final outputs from the kept snapshot (also for zero-shot and for a resumed finished run).
+    out.write(&st.best, &st.meta)?;
     let best_hooks = trainable
         .adapter_from(
-            &best,
+            &st.best,
             ctx.classifier.class_embeds(),
             ctx.classifier.logit_scale(),
         )?
         .hooks;
-    let trained = ctx.evaluate(&best_hooks, &["in", "out", "target"])?;
+    let (rows, target_outcomes) = ctx.evaluate(&best_hooks, &["in", "out", "target"])?;
     let skipped_train = batcher.stats().skipped;
-    let mut report = render_report(opts, &meta, &trained, trainable.num_parameters(), &layout);
+    let mut report = render_report(opts, &st.meta, &rows, trainable.num_parameters(), &layout);
     if skipped_train > 0 {
         report.push_str(&format!(
-            "
-{skipped_train} unreadable training images were skipped.
-"
+            "\n{skipped_train} unreadable training images were skipped.\n"
         ));
     }
     write_atomic(&opts.out.join(REPORT_FILE), report.as_bytes())?;
     Ok(TrainSummary {
         run_dir: opts.out.clone(),
-        best_step: meta.best_step,
-        best_source_val_acc: meta.best_acc,
-        zero_shot: meta.zero_shot.clone(),
-        trained,
+        selection: opts.selection,
+        best_step: st.meta.best_step,
+        best_source_val_acc: st.meta.best_acc,
+        evaluations: st.meta.evaluations.clone(),
+        target_outcomes,
+        zero_shot: st.meta.zero_shot.clone(),
+        trained: rows,
         parameters: trainable.num_parameters(),
-        images_per_sec: images_seen as f64 / secs.max(1e-9),
+        images_per_sec: trained.images as f64 / secs.max(1e-9),
         skipped_images: skipped_train,
-        loss_history,
+        loss_history: trained.losses,
         report,
     })
 }
 
-/// Gradients of one training step.
+/// What the steps run in this process did.
+struct StepsDone {
+    images: usize,
+    losses: Vec<f64>,
+}
+
+/// Runs steps `st.meta.next_step..steps`, evaluating and checkpointing every `eval_every`
+/// steps and at the end.
+fn train_steps(
+    out: &Outputs<'_>,
+    batcher: &BalancedBatcher,
+    st: &mut RunState,
+    steps: u64,
+) -> Result<StepsDone> {
+    let (ctx, opts) = (out.ctx, &out.ctx.opts);
+    let device = &opts.device;
+    let bar = progress_bar(opts.progress, steps, st.meta.next_step);
+    let mut done = StepsDone {
+        images: 0,
+        losses: Vec::new(),
+    };
+    let (mut run_correct, mut run_total) = (0usize, 0usize);
+    if st.meta.next_step >= steps {
+        return Ok(done);
+    }
+    let prefetch = batcher.prefetch(st.meta.next_step, 2)?;
+    for (step, batch) in (st.meta.next_step..steps).zip(prefetch) {
+        let batch = batch?;
+        let [b, c, h, w] = batch.shape();
+        let pixels = Tensor::from_vec(batch.images.clone(), (b, c, h, w), device)?;
+        let labels = Tensor::from_vec(batch.labels.clone(), b, device)?;
+        let mut sg = step_gradients(
+            &ctx.clip.model,
+            &ctx.classifier,
+            out.trainable,
+            &pixels,
+            &labels,
+            &batch.domains,
+            opts.mmd_weight,
+        )?;
+        run_correct += sg.correct;
+        run_total += b;
+        done.losses.push(sg.ce);
+        let loss = sg.ce + opts.mmd_weight * sg.mmd;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                message: format!("loss is {loss}"),
+            });
+        }
+        let lr = lr_at(step, st.lora.lr, opts.warmup_steps, steps);
+        let gate_lr = lr_at(step, st.gates.lr, opts.warmup_steps, steps);
+        for (group, norm) in [
+            ("LoRA", st.lora.step(&mut sg.lora, lr)?),
+            ("gate", st.gates.step(&mut sg.gates, gate_lr)?),
+        ] {
+            if !norm.is_finite() {
+                return Err(TrainError::Diverged {
+                    step,
+                    message: format!("the {group} gradient norm is not finite"),
+                });
+            }
+        }
+        done.images += b;
+        bar.inc(1);
+        let train_acc = run_correct as f64 / run_total.max(1) as f64;
+        bar.set_message(format!(
+            "loss {loss:.3} (ce {:.3} mmd {:.4}) acc {train_acc:.3}",
+            sg.ce, sg.mmd
+        ));
+        let taken = step + 1;
+        if taken % opts.eval_every == 0 || taken == steps {
+            let line = out.evaluate_and_checkpoint(st, taken)?;
+            append_metrics(
+                &opts.out.join(METRICS_FILE),
+                &MetricsLine {
+                    step: taken,
+                    loss,
+                    ce: sg.ce,
+                    mmd: sg.mmd,
+                    train_acc,
+                    lr,
+                    gate_lr,
+                    source_val_acc: line.eval.source_val_acc,
+                    target_acc: line.eval.target_acc,
+                    best: line.kept,
+                    gates: &gate_values(out.trainable)?,
+                },
+            )?;
+            bar.println(format!(
+                "step {taken}: source-val {:.2}% target {:.2}%{}",
+                100.0 * line.eval.source_val_acc,
+                100.0 * line.eval.target_acc,
+                if line.kept { " (kept)" } else { "" }
+            ));
+            run_correct = 0;
+            run_total = 0;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(done)
+}
+
+/// One evaluation's result: its accuracies and whether its snapshot became the kept one.
+struct EvalLine {
+    eval: Evaluation,
+    kept: bool,
+}
+
+/// What writes the run directory.
+struct Outputs<'a> {
+    ctx: &'a Context,
+    trainable: &'a Trainable,
+    run_id: &'a str,
+    layout: &'a Layout,
+    hp: &'a Hyperparameters,
+}
+
+impl Outputs<'_> {
+    /// Evaluates the current adapters after `taken` steps, keeps the snapshot if the selection
+    /// says so, and saves the resumable state and the run directory.
+    fn evaluate_and_checkpoint(&self, st: &mut RunState, taken: u64) -> Result<EvalLine> {
+        let ctx = self.ctx;
+        let hooks = self
+            .trainable
+            .adapter_from(
+                &self.trainable.snapshot()?,
+                ctx.classifier.class_embeds(),
+                ctx.classifier.logit_scale(),
+            )?
+            .hooks;
+        let (rows, _) = ctx.evaluate(&hooks, &["out", "target"])?;
+        let eval = Evaluation {
+            step: taken,
+            source_val_acc: split_accuracy(&rows, "out"),
+            target_acc: split_accuracy(&rows, "target"),
+        };
+        // The first evaluation after an update is always kept: a trained method never keeps its
+        // untrained state.
+        let kept = match ctx.opts.selection {
+            Selection::Last => true,
+            Selection::SourceVal => {
+                st.meta.best_step == 0 || eval.source_val_acc > st.meta.best_acc
+            }
+        };
+        if kept {
+            st.best = self.trainable.snapshot()?;
+            st.meta.best_acc = eval.source_val_acc;
+            st.meta.best_step = taken;
+        }
+        st.meta.evaluations.push(eval);
+        st.meta.next_step = taken;
+        st.meta.lora_t = st.lora.optimizer().steps();
+        st.meta.gate_t = st.gates.optimizer().steps();
+        save_full_state(
+            &ctx.opts.out.join(STATE_FILE),
+            self.trainable,
+            [st.lora.optimizer(), st.gates.optimizer()],
+            &st.best,
+            &st.meta,
+        )?;
+        self.write(&st.best, &st.meta)?;
+        Ok(EvalLine { eval, kept })
+    }
+
+    /// Writes `adapter.safetensors` (from `best`) and `run.json`.
+    fn write(&self, best: &HashMap<String, Tensor>, meta: &StateMeta) -> Result<()> {
+        write_outputs(
+            self.ctx,
+            self.trainable,
+            best,
+            meta,
+            self.run_id,
+            self.layout,
+            self.hp,
+        )
+    }
+}
+
+/// Gradients of one training step, per optimizer group.
 #[derive(Debug)]
 pub struct StepGradients {
-    /// Gradient per trainable tensor (by `adapter.safetensors` name): LoRA factors get the
-    /// classification gradient only; gate logits get classification + `mmd_weight` × MMD.
-    pub grads: HashMap<String, Tensor>,
+    /// Gradient per LoRA factor (by `adapter.safetensors` name): the classification gradient
+    /// alone.
+    pub lora: HashMap<String, Tensor>,
+    /// Gradient per gate-logit tensor: classification + `mmd_weight` × MMD.
+    pub gates: HashMap<String, Tensor>,
     /// Cross-entropy of the batch.
     pub ce: f64,
     /// MMD loss of the batch (0 when the method has no gates).
@@ -562,16 +805,13 @@ pub fn step_gradients(
     let label_vec = labels.to_vec1::<u32>()?;
     let correct = pred.iter().zip(&label_vec).filter(|(p, l)| p == l).count();
     let ce_grads = ce.backward()?;
-    let mut grads: HashMap<String, Tensor> = HashMap::new();
-    for (name, var) in trainable
-        .lora_vars()
-        .into_iter()
-        .chain(trainable.gate_vars())
-    {
-        if let Some(g) = ce_grads.get(var.as_tensor()) {
-            grads.insert(name, g.clone());
-        }
-    }
+    let pick = |vars: Vec<(String, candle_core::Var)>| -> HashMap<String, Tensor> {
+        vars.into_iter()
+            .filter_map(|(name, var)| ce_grads.get(var.as_tensor()).map(|g| (name, g.clone())))
+            .collect()
+    };
+    let lora = pick(trainable.lora_vars());
+    let mut gates = pick(trainable.gate_vars());
     let mut mmd_value = 0f64;
     if gates_on && mmd_weight > 0.0 {
         if let Some(mmd) = head_mmd_loss(&feats.tower.heads, domains)? {
@@ -580,17 +820,18 @@ pub fn step_gradients(
             for (name, var) in trainable.gate_vars() {
                 if let Some(g) = mmd_grads.get(var.as_tensor()) {
                     let scaled = (g * mmd_weight)?;
-                    let entry = match grads.remove(&name) {
+                    let entry = match gates.remove(&name) {
                         Some(prev) => (prev + scaled)?,
                         None => scaled,
                     };
-                    grads.insert(name, entry);
+                    gates.insert(name, entry);
                 }
             }
         }
     }
     Ok(StepGradients {
-        grads,
+        lora,
+        gates,
         ce: f64::from(ce.to_scalar::<f32>()?),
         mmd: mmd_value,
         correct,
@@ -600,8 +841,7 @@ pub fn step_gradients(
 fn save_full_state(
     path: &Path,
     trainable: &Trainable,
-    lora_opt: &AdamW,
-    gate_opt: &AdamW,
+    optimizers: [&crate::optim::AdamW; 2],
     best: &HashMap<String, Tensor>,
     meta: &StateMeta,
 ) -> Result<()> {
@@ -609,7 +849,7 @@ fn save_full_state(
     for (k, v) in trainable.snapshot()? {
         tensors.insert(format!("param.{k}"), v);
     }
-    for opt in [lora_opt, gate_opt] {
+    for opt in optimizers {
         for (k, v) in opt.state().0 {
             tensors.insert(format!("opt.{k}"), v);
         }
@@ -660,7 +900,7 @@ fn write_outputs(
             weights,
         },
         classes: ctx.split.classes.clone(),
-        template: o.template.clone(),
+        templates: o.templates.clone(),
         method: o.method,
         lora: layout.lora.clone(),
         gates: layout.gates,
@@ -714,12 +954,23 @@ fn render_report(
     layout: &Layout,
 ) -> String {
     let mut s = String::new();
+    let kept = match (o.method, o.selection) {
+        (Method::ZeroShot, _) => "no training".to_string(),
+        (_, Selection::SourceVal) => format!(
+            "kept step {} (selected by source-val {:.2}%)",
+            meta.best_step,
+            100.0 * meta.best_acc
+        ),
+        (_, Selection::Last) => format!(
+            "kept step {} (the last step; source-val {:.2}%)",
+            meta.best_step,
+            100.0 * meta.best_acc
+        ),
+    };
     s.push_str(&format!(
-        "# ahp-train report\n\nmethod `{}`, target {}, best step {} (source-val {:.2}%), {} trainable parameters{}\n\n",
+        "# ahp-train report\n\nmethod `{}`, target {}, {kept}, {} trainable parameters{}\n\n",
         o.method.as_str(),
         o.target_domains.join(", "),
-        meta.best_step,
-        100.0 * meta.best_acc,
         parameters,
         layout
             .lora

@@ -169,3 +169,211 @@ fn bad_invocations_are_clear_errors() {
         "{}"
     );
 }
+
+fn fidelity_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--clip",
+        &common::fixture_clip(),
+        "--data",
+        &data.display().to_string(),
+        "--target-domain",
+        "sketch",
+        "--out",
+        &out.display().to_string(),
+        "--batch-size",
+        "12",
+        "--threads",
+        "2",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run_ok(args: Vec<String>) -> String {
+    let out = ahp_train().args(args).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .expect("abs")
+        .flatten_all()
+        .expect("flat")
+        .max(0)
+        .expect("max")
+        .to_scalar::<f32>()
+        .expect("scalar")
+}
+
+/// The MMD term never reaches LoRA, also not through gradient clipping: LoRA and gates are two
+/// optimizer groups, each clipped by its own norm. One step with a tiny LoRA clip: MMD weight 0
+/// vs 50 leaves every LoRA tensor bit-identical after the AdamW update and moves the gates.
+#[test]
+fn mmd_weight_changes_gates_but_not_one_lora_bit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = common::synth_data(tmp.path());
+    let one_step = |mmd: &str| {
+        let out = tmp.path().join(format!("mmd{mmd}"));
+        run_ok(fidelity_args(
+            &data,
+            &out,
+            &[
+                "--method",
+                "ahp",
+                "--steps",
+                "1",
+                "--warmup-steps",
+                "0",
+                "--grad-clip",
+                "1e-4",
+                "--eval-every",
+                "1",
+                "--mmd-weight",
+                mmd,
+            ],
+        ));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json"))
+                .expect("json");
+        assert_eq!(
+            manifest["best_step"], 1,
+            "the update must be kept, not step 0"
+        );
+        adapter(&out)
+    };
+    let (without, with) = (one_step("0"), one_step("50"));
+    let mut lora = 0;
+    let mut gates_moved = 0f32;
+    for (name, a) in &without {
+        let b = &with[name];
+        let same = a
+            .flatten_all()
+            .expect("flat")
+            .to_vec1::<f32>()
+            .expect("vec")
+            == b.flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("vec");
+        if name.contains("lora_") {
+            lora += 1;
+            assert!(same, "{name}: the MMD weight changed a LoRA tensor");
+            if name.ends_with("lora_b") {
+                assert!(max_abs(a) > 0.0, "{name} is still zero after one update");
+            }
+        } else if name.ends_with("gate_logits") {
+            gates_moved = gates_moved.max(max_abs(&(a - b).expect("sub")));
+        }
+    }
+    assert!(lora >= 12, "only {lora} LoRA tensors compared");
+    assert!(gates_moved > 0.0, "the MMD weight did not change the gates");
+}
+
+/// A trained method never keeps its untrained state: 30 steps end with nonzero `lora_b`, a
+/// kept step > 0, and the selection named in `run.json` and the report.
+#[test]
+fn a_short_run_keeps_a_trained_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = common::synth_data(tmp.path());
+    let out = tmp.path().join("run");
+    let stdout = run_ok(fidelity_args(
+        &data,
+        &out,
+        &["--method", "ha-lora", "--steps", "30", "--eval-every", "10"],
+    ));
+    assert!(stdout.contains("by source-val"), "{stdout}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json"))
+            .expect("json");
+    let kept = manifest["best_step"].as_u64().expect("best_step");
+    assert!([10, 20, 30].contains(&kept), "kept step {kept}");
+    assert_eq!(manifest["hyperparameters"]["selection"], "source-val");
+    let a = adapter(&out);
+    let b_max = a
+        .iter()
+        .filter(|(n, _)| n.ends_with("lora_b"))
+        .map(|(_, t)| max_abs(t))
+        .fold(0f32, f32::max);
+    assert!(
+        b_max > 0.0,
+        "every lora_b is zero: the untrained adapter was kept"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(
+        report.contains(&format!("kept step {kept} (selected by source-val")),
+        "{report}"
+    );
+
+    // --select last keeps the last step.
+    let last = tmp.path().join("last");
+    run_ok(fidelity_args(
+        &data,
+        &last,
+        &[
+            "--method",
+            "dig",
+            "--steps",
+            "20",
+            "--eval-every",
+            "10",
+            "--select",
+            "last",
+        ],
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(last.join("run.json")).expect("run.json"))
+            .expect("json");
+    assert_eq!(manifest["best_step"], 20);
+    assert_eq!(manifest["hyperparameters"]["selection"], "last");
+}
+
+/// Without a usable held-out split, selection by source validation is an error naming the
+/// domain (never a silent step 0); `--select last` trains without one.
+#[test]
+fn an_empty_holdout_split_is_an_error_naming_the_domain() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = common::synth_data(tmp.path());
+    let out = tmp.path().join("run");
+    let res = ahp_train()
+        .args(fidelity_args(
+            &data,
+            &out,
+            &["--steps", "5", "--holdout-fraction", "0"],
+        ))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("source domain `cartoon`")
+            && stderr.contains("--holdout-fraction")
+            && stderr.contains("--select last"),
+        "{stderr}"
+    );
+    assert!(!out.join("run.json").exists());
+    run_ok(fidelity_args(
+        &data,
+        &tmp.path().join("last"),
+        &[
+            "--steps",
+            "5",
+            "--eval-every",
+            "5",
+            "--holdout-fraction",
+            "0",
+            "--select",
+            "last",
+        ],
+    ));
+}

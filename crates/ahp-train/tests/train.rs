@@ -194,13 +194,13 @@ fn mmd_gradient_reaches_gates_only() {
     );
     let lora: Vec<(String, Var)> = trainable.lora_vars();
     for (name, _) in &lora {
-        let d = max_abs(&(&with.grads[name] - &without.grads[name]).expect("sub"));
+        let d = max_abs(&(&with.lora[name] - &without.lora[name]).expect("sub"));
         assert_eq!(d, 0.0, "{name}: the MMD term changed a LoRA gradient");
     }
     let mut gate_change = 0f32;
     for (name, _) in trainable.gate_vars() {
         gate_change = gate_change.max(max_abs(
-            &(&with.grads[&name] - &without.grads[&name]).expect("sub"),
+            &(&with.gates[&name] - &without.gates[&name]).expect("sub"),
         ));
     }
     assert!(gate_change > 0.0, "the MMD term must reach the gates");

@@ -32,8 +32,8 @@ pub enum Source {
         clip: String,
         /// Class labels, in logit order.
         labels: Vec<String>,
-        /// Prompt template with one `{}`.
-        template: String,
+        /// Prompt templates, one `{}` each (several: a prompt ensemble).
+        templates: Vec<String>,
     },
     /// A training run directory (`run.json` + `adapter.safetensors`).
     Run {
@@ -55,8 +55,8 @@ pub struct Prepared {
     pub preprocess: PreprocessConfig,
     /// Class labels, in logit order.
     pub labels: Vec<String>,
-    /// Prompt template.
-    pub template: String,
+    /// Prompt templates (several: a prompt ensemble).
+    pub templates: Vec<String>,
     /// Method (`zero-shot` for a plain checkpoint).
     pub method: Method,
     /// Run id (`None` for zero-shot).
@@ -158,14 +158,15 @@ impl Prepared {
             Source::ZeroShot {
                 clip,
                 labels,
-                template,
+                templates,
             } => {
                 let checkpoint = Checkpoint::resolve(clip)?;
                 let base = fold::load_weights(&checkpoint.weight_files)?;
                 let model = fold::build_model(&base, &checkpoint.config, &device)?;
                 let tokenizer =
                     ClipTokenizer::from_dir(&checkpoint.dir, &checkpoint.config.text_config)?;
-                let zs = ZeroShotClassifier::new(&model, &tokenizer, labels, template)?;
+                ahp_spec::run::check_templates(templates).map_err(ExportError::Invalid)?;
+                let zs = ZeroShotClassifier::with_templates(&model, &tokenizer, labels, templates)?;
                 let base_weights = hash_weights(&checkpoint)?;
                 Self::assemble(
                     &checkpoint,
@@ -177,7 +178,7 @@ impl Prepared {
                     zs.class_embeds().clone(),
                     zs.logit_scale(),
                     labels.clone(),
-                    template.clone(),
+                    templates.clone(),
                     Method::ZeroShot,
                     None,
                 )
@@ -224,7 +225,7 @@ impl Prepared {
                     adapter.text_embeds,
                     logit_scale,
                     manifest.classes.clone(),
-                    manifest.template.clone(),
+                    manifest.templates.clone(),
                     manifest.method,
                     Some(manifest.run_id.clone()),
                 )
@@ -243,7 +244,7 @@ impl Prepared {
         text_embeds: Tensor,
         logit_scale: f32,
         labels: Vec<String>,
-        template: String,
+        templates: Vec<String>,
         method: Method,
         run_id: Option<String>,
     ) -> Result<Self> {
@@ -266,7 +267,7 @@ impl Prepared {
             preprocess: checkpoint.preprocess_config()?,
             config,
             labels,
-            template,
+            templates,
             method,
             run_id,
             base_location,
@@ -290,7 +291,7 @@ impl Prepared {
     fn classifier_head(&self) -> Result<ZeroShotClassifier> {
         Ok(ZeroShotClassifier::from_parts(
             self.labels.clone(),
-            self.template.clone(),
+            self.templates.clone(),
             &self.text_embeds,
             self.logit_scale,
         )?)
@@ -363,7 +364,7 @@ impl Prepared {
                 serde_json::json!(self.preprocess.std).to_string(),
             ),
             (meta::RESIZE, self.preprocess.resize_rule()),
-            (meta::TEMPLATE, self.template.clone()),
+            (meta::TEMPLATE, self.templates.join("\n")),
             (meta::METHOD, self.method.as_str().to_string()),
             (meta::SOURCE, source.to_string()),
             (meta::GATES, self.gates_json()),

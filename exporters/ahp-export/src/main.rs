@@ -32,9 +32,10 @@ struct Args {
     /// Comma-separated class labels (with --clip).
     #[arg(long, value_delimiter = ',', requires = "clip")]
     classes: Vec<String>,
-    /// Prompt template with one `{}` (with --clip).
-    #[arg(long, default_value = ahp_model::DEFAULT_TEMPLATE, requires = "clip")]
-    template: String,
+    /// Prompt template with one `{}` (with --clip); repeat for a prompt ensemble (the class
+    /// embedding is the normalized mean over the templates). A run's export uses the run's.
+    #[arg(long = "template", default_value = ahp_model::DEFAULT_TEMPLATE, requires = "clip")]
+    templates: Vec<String>,
     /// ONNX opset (13..=21).
     #[arg(long, default_value_t = DEFAULT_OPSET)]
     opset: i64,
@@ -86,7 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Source::ZeroShot {
                 clip: clip.clone(),
                 labels,
-                template: args.template.clone(),
+                templates: args.templates.clone(),
             }
         }
         _ => bail!("give exactly one of --run and --clip"),

@@ -213,6 +213,8 @@ fn cli_exports_zero_shot_and_run_with_triton_repo() {
         "dog,cat,car",
         "--template",
         "a sketch of a {}.",
+        "--template",
+        "a drawing of the {}",
         model.to_str().expect("utf-8"),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -227,7 +229,23 @@ fn cli_exports_zero_shot_and_run_with_triton_repo() {
     let m = ahp_export::onnx::read_model(&model).expect("read");
     assert_eq!(
         ahp_export::onnx::metadata_value(&m, ahp_spec::io::meta::TEMPLATE),
-        Some("a sketch of a {}.")
+        Some("a sketch of a {}.\na drawing of the {}"),
+        "a prompt ensemble's templates, one per line"
+    );
+    let bad = cli(&[
+        "--clip",
+        clip.to_str().expect("utf-8"),
+        "--classes",
+        "dog,cat",
+        "--template",
+        "no placeholder",
+        dir.path().join("bad.onnx").to_str().expect("utf-8"),
+    ]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("`no placeholder`") && !stderr.contains("panicked"),
+        "{stderr}"
     );
 
     let run = good_run(dir.path());
@@ -261,7 +279,7 @@ fn failed_triton_write_leaves_no_model_behind() {
     let prepared = Prepared::load(&Source::ZeroShot {
         clip: common::model_dir(MODELS[0]).to_str().expect("utf-8").into(),
         labels: common::labels(),
-        template: ahp_model::DEFAULT_TEMPLATE.into(),
+        templates: vec![ahp_model::DEFAULT_TEMPLATE.into()],
     })
     .expect("zero-shot");
     let not_a_dir = dir.path().join("repo-is-a-file");

@@ -22,7 +22,7 @@ fn zero_shot(name: &str) -> Prepared {
     Prepared::load(&Source::ZeroShot {
         clip: model_dir(name).to_str().expect("utf-8").into(),
         labels: labels(),
-        template: ahp_model::DEFAULT_TEMPLATE.into(),
+        templates: vec![ahp_model::DEFAULT_TEMPLATE.into()],
     })
     .expect("load zero-shot")
 }

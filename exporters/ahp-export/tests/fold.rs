@@ -37,7 +37,7 @@ fn check_layout(name: &str, spec: &AdapterSpec) {
     let folded_model = fold::build_model(&folded, &cfg, &Device::Cpu).expect("folded model");
     let zs = ZeroShotClassifier::from_parts(
         common::labels(),
-        "a photo of a {}.".into(),
+        vec!["a photo of a {}.".into()],
         &adapter.text_embeds,
         2.0,
     )

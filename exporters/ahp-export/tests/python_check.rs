@@ -85,7 +85,7 @@ fn onnx_checker_and_onnxruntime_agree_with_tract_and_candle() {
         let zs = Prepared::load(&Source::ZeroShot {
             clip: model_dir(name).to_str().expect("utf-8").into(),
             labels: labels(),
-            template: ahp_model::DEFAULT_TEMPLATE.into(),
+            templates: vec![ahp_model::DEFAULT_TEMPLATE.into()],
         })
         .expect("zero-shot");
         let zs_path = dir.path().join("zs.onnx");

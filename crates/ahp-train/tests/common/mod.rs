@@ -31,30 +31,12 @@ pub fn synth_data(dir: &Path) -> PathBuf {
 /// Options that make the fixture model learn within a few seconds.
 pub fn options(data: PathBuf, out: PathBuf) -> ahp_train::TrainOptions {
     ahp_train::TrainOptions {
-        clip: fixture_clip(),
-        data,
-        target_domains: vec!["sketch".into()],
-        out,
-        method: ahp_spec::run::Method::Ahp,
         steps: 100,
         batch_size: 24,
-        eval_batch_size: 64,
         lr: 1e-2,
         gate_lr: 5e-2,
-        weight_decay: 0.0,
         warmup_steps: 10,
-        grad_clip: 1.0,
-        mmd_weight: 1.0,
-        ranks: None,
-        alpha: 8.0,
-        seed: 0,
-        split_seed: 0,
-        holdout_fraction: 0.2,
-        template: ahp_model::DEFAULT_TEMPLATE.into(),
-        allow_missing_classes: false,
         eval_every: 20,
-        resume: false,
-        progress: false,
-        device: candle_core::Device::Cpu,
+        ..ahp_train::TrainOptions::new(&fixture_clip(), &data, &["sketch".into()], &out)
     }
 }

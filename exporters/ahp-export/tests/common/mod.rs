@@ -156,7 +156,7 @@ pub fn manifest(
             weights,
         },
         classes: labels()[..spec.classes].to_vec(),
-        template: ahp_model::DEFAULT_TEMPLATE.into(),
+        templates: vec![ahp_model::DEFAULT_TEMPLATE.into()],
         method,
         lora: if method.has_lora() {
             Some(spec.lora_spec())
@@ -174,11 +174,14 @@ pub fn manifest(
             lr: 1e-3,
             gate_lr: 1e-2,
             weight_decay: 0.0,
+            gate_weight_decay: 0.0,
             warmup_steps: 0,
             grad_clip: 1.0,
+            gate_grad_clip: 1.0,
             mmd_weight: 1.0,
             seed: spec.seed,
             eval_every: 5,
+            selection: ahp_spec::run::Selection::SourceVal,
         },
         best_step: 10,
         best_source_val_acc: 0.5,
