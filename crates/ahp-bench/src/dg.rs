@@ -482,7 +482,7 @@ fn target_head_drop(
         .iter()
         .find(|r| r.target == t && r.method == method && r.seed == 0)
         .context("the gated method's seed-0 run is missing")?;
-    let gates_run = common.dir_of(&Job {
+    let gates_run = common.run_dir(&Job {
         target: t.to_string(),
         method,
         config: run.config.clone(),

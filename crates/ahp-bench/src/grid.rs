@@ -228,18 +228,14 @@ pub struct Common<'a> {
 }
 
 impl Common<'_> {
-    fn run_dir(&self, job: &Job) -> PathBuf {
+    /// The run directory of `job`.
+    pub fn run_dir(&self, job: &Job) -> PathBuf {
         self.out
             .join("runs")
             .join(&job.target)
             .join(job.method.as_str())
             .join(job.config.id(job.method))
             .join(format!("seed{}", job.seed))
-    }
-
-    /// The run directory of `job`.
-    pub fn dir_of(&self, job: &Job) -> PathBuf {
-        self.run_dir(job)
     }
 
     fn options(&self, job: &Job) -> TrainOptions {

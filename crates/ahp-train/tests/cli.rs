@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 
-fn base_args(data: &Path, out: &Path) -> Vec<String> {
-    [
+/// The fixture run's common arguments, then `extra`.
+fn args_with(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--clip",
         &common::fixture_clip(),
         "--data",
@@ -19,23 +20,34 @@ fn base_args(data: &Path, out: &Path) -> Vec<String> {
         "sketch",
         "--out",
         &out.display().to_string(),
-        "--steps",
-        "120",
-        "--batch-size",
-        "24",
-        "--eval-every",
-        "10",
-        "--lr",
-        "1e-2",
-        "--gate-lr",
-        "5e-2",
         "--threads",
         "2",
         "--quiet",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn base_args(data: &Path, out: &Path) -> Vec<String> {
+    args_with(
+        data,
+        out,
+        &[
+            "--steps",
+            "120",
+            "--batch-size",
+            "24",
+            "--eval-every",
+            "10",
+            "--lr",
+            "1e-2",
+            "--gate-lr",
+            "5e-2",
+        ],
+    )
 }
 
 fn ahp_train() -> Command {
@@ -171,24 +183,7 @@ fn bad_invocations_are_clear_errors() {
 }
 
 fn fidelity_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--clip",
-        &common::fixture_clip(),
-        "--data",
-        &data.display().to_string(),
-        "--target-domain",
-        "sketch",
-        "--out",
-        &out.display().to_string(),
-        "--batch-size",
-        "12",
-        "--threads",
-        "2",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = args_with(data, out, &["--batch-size", "12"]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -202,17 +197,6 @@ fn run_ok(args: Vec<String>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-fn max_abs(t: &candle_core::Tensor) -> f32 {
-    t.abs()
-        .expect("abs")
-        .flatten_all()
-        .expect("flat")
-        .max(0)
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("scalar")
 }
 
 /// The MMD term never reaches LoRA, also not through gradient clipping: LoRA and gates are two
@@ -269,10 +253,13 @@ fn mmd_weight_changes_gates_but_not_one_lora_bit() {
             lora += 1;
             assert!(same, "{name}: the MMD weight changed a LoRA tensor");
             if name.ends_with("lora_b") {
-                assert!(max_abs(a) > 0.0, "{name} is still zero after one update");
+                assert!(
+                    common::max_abs(a) > 0.0,
+                    "{name} is still zero after one update"
+                );
             }
         } else if name.ends_with("gate_logits") {
-            gates_moved = gates_moved.max(max_abs(&(a - b).expect("sub")));
+            gates_moved = gates_moved.max(common::max_abs(&(a - b).expect("sub")));
         }
     }
     assert!(lora >= 12, "only {lora} LoRA tensors compared");
@@ -302,7 +289,7 @@ fn a_short_run_keeps_a_trained_checkpoint() {
     let b_max = a
         .iter()
         .filter(|(n, _)| n.ends_with("lora_b"))
-        .map(|(_, t)| max_abs(t))
+        .map(|(_, t)| common::max_abs(t))
         .fold(0f32, f32::max);
     assert!(
         b_max > 0.0,

@@ -13,17 +13,6 @@ use ahp_train::adapters::{default_ranks, Layout, Trainable};
 use ahp_train::train::step_gradients;
 use candle_core::{Device, Tensor, Var};
 
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .expect("abs")
-        .flatten_all()
-        .expect("flat")
-        .max(0)
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("scalar")
-}
-
 #[test]
 fn training_learns_and_writes_a_complete_run_dir() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -103,11 +92,11 @@ fn training_learns_and_writes_a_complete_run_dir() {
         );
         moved = moved.max(v.iter().map(|x| (x - 1.0).abs()).fold(0.0, f32::max));
         assert!(
-            max_abs(hook.q.as_ref().expect("q").b()) > 0.0,
+            common::max_abs(hook.q.as_ref().expect("q").b()) > 0.0,
             "block {i}: q.lora_b is zero"
         );
         assert!(
-            max_abs(hook.v.as_ref().expect("v").b()) > 0.0,
+            common::max_abs(hook.v.as_ref().expect("v").b()) > 0.0,
             "block {i}: v.lora_b is zero"
         );
     }
@@ -124,7 +113,7 @@ fn training_learns_and_writes_a_complete_run_dir() {
         .image_features(&pixels, &adapter.hooks, false)
         .expect("adapted")
         .embeds;
-    assert!(max_abs(&(base - adapted).expect("sub")) > 1e-4);
+    assert!(common::max_abs(&(base - adapted).expect("sub")) > 1e-4);
 }
 
 #[test]
@@ -194,12 +183,12 @@ fn mmd_gradient_reaches_gates_only() {
     );
     let lora: Vec<(String, Var)> = trainable.lora_vars();
     for (name, _) in &lora {
-        let d = max_abs(&(&with.lora[name] - &without.lora[name]).expect("sub"));
+        let d = common::max_abs(&(&with.lora[name] - &without.lora[name]).expect("sub"));
         assert_eq!(d, 0.0, "{name}: the MMD term changed a LoRA gradient");
     }
     let mut gate_change = 0f32;
     for (name, _) in trainable.gate_vars() {
-        gate_change = gate_change.max(max_abs(
+        gate_change = gate_change.max(common::max_abs(
             &(&with.gates[&name] - &without.gates[&name]).expect("sub"),
         ));
     }

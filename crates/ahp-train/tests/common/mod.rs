@@ -40,3 +40,15 @@ pub fn options(data: PathBuf, out: PathBuf) -> ahp_train::TrainOptions {
         ..ahp_train::TrainOptions::new(&fixture_clip(), &data, &["sketch".into()], &out)
     }
 }
+
+/// Largest absolute value of a tensor.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .expect("abs")
+        .flatten_all()
+        .expect("flat")
+        .max(0)
+        .expect("max")
+        .to_scalar::<f32>()
+        .expect("scalar")
+}
