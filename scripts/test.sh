@@ -35,5 +35,9 @@ export ORT_DYLIB_PATH
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== robustness: every entry point against hostile inputs (4 GiB ulimit -v, a timeout per case)"
+# (the binaries are the ones `cargo test --workspace` just built for the integration tests)
+bash tests/robustness/run.sh
+
 echo "== browser: tract compiled to WebAssembly, the demo page in headless Chromium vs ahp-predict (ONNX Runtime)"
 bash web/test/run.sh

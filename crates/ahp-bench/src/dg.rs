@@ -565,7 +565,7 @@ pub fn run(a: DgArgs) -> Result<()> {
     }
     write_results(&a, &data, &chosen, &cis, gated.as_ref().map(|g| &g.1))?;
     let md = markdown(&a, &data, &targets, &tables, &chosen, &cis, gated.as_ref());
-    ahp_train::state::write_atomic(&a.out.join("dg.md"), md.as_bytes())?;
+    ahp_spec::files::write_atomic(&a.out.join("dg.md"), md.as_bytes())?;
     println!("\n{}", tables[0].markdown());
     println!("{}", report::comparisons_markdown(&targets, &cis));
     if let Some((_, drops)) = &gated {
@@ -606,7 +606,7 @@ fn write_results(
         "sweep_runs": chosen.sweep,
         "head_drop": drops,
     });
-    ahp_train::state::write_atomic(
+    ahp_spec::files::write_atomic(
         &a.out.join("results.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;

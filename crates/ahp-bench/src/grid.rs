@@ -302,7 +302,7 @@ impl Common<'_> {
             )
         })?;
         let result = result_of(job, &summary, t0.elapsed().as_secs_f64(), want);
-        ahp_train::state::write_atomic(&cache, serde_json::to_string_pretty(&result)?.as_bytes())?;
+        ahp_spec::files::write_atomic(&cache, serde_json::to_string_pretty(&result)?.as_bytes())?;
         Ok((result, false))
     }
 

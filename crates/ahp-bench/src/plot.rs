@@ -81,11 +81,10 @@ pub fn save_png(
     }
     let img = image::RgbImage::from_raw(width, height, buf)
         .ok_or_else(|| anyhow!("chart buffer has the wrong size"))?;
-    let tmp = path.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename to {}", tmp.display(), path.display()))?;
+    let tmp = ahp_spec::files::TempFile::next_to(path)?;
+    img.save_with_format(tmp.path(), image::ImageFormat::Png)
+        .with_context(|| format!("{}: cannot write", tmp.path().display()))?;
+    tmp.persist()?;
     Ok(())
 }
 

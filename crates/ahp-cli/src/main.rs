@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ahp_model::{pixel_batch, LoadedClip, ZeroShotClassifier, DEFAULT_TEMPLATE};
-use ahp_spec::preprocess::preprocess_file;
+use ahp_spec::preprocess::preprocess_file_with;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
@@ -57,17 +57,19 @@ struct ClassifyArgs {
     #[arg(long, default_value = DEFAULT_TEMPLATE)]
     template: String,
     /// Labels shown per image.
-    #[arg(long, default_value_t = 3)]
-    top_k: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    top_k: u32,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
     /// One JSON object per image instead of a table.
     #[arg(long)]
     json: bool,
     /// Image files or directories (searched non-recursively, sorted).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: ahp_runtime::cli::ImageLimitArgs,
 }
 
 const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
@@ -103,13 +105,18 @@ fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 fn classify(args: ClassifyArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
     let device = Device::Cpu;
     let t0 = Instant::now();
     let clip = LoadedClip::load(&args.clip, &device)?;
     let labels: Vec<String> = args.classes.iter().map(|c| c.trim().to_string()).collect();
+    if let Some(i) = labels.iter().position(String::is_empty) {
+        bail!(
+            "--classes: label {} of {} is empty (in {:?})",
+            i + 1,
+            labels.len(),
+            args.classes.join(",")
+        );
+    }
     let zs = ZeroShotClassifier::new(&clip.model, &clip.tokenizer, &labels, &args.template)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let files = expand_inputs(&args.inputs)?;
@@ -124,11 +131,12 @@ fn classify(args: ClassifyArgs) -> Result<()> {
             args.template
         );
     }
-    for chunk in files.chunks(args.batch_size) {
+    let limits = args.limits.limits();
+    for chunk in files.chunks(args.batch_size as usize) {
         let mut ok_paths: Vec<&Path> = Vec::new();
         let mut images = Vec::new();
         for path in chunk {
-            match preprocess_file(path, &clip.preprocess) {
+            match preprocess_file_with(path, &clip.preprocess, &limits) {
                 Ok(img) => {
                     ok_paths.push(path);
                     images.push(img);
@@ -151,7 +159,7 @@ fn classify(args: ClassifyArgs) -> Result<()> {
         }
         let tb = Instant::now();
         let logits = zs.logits_for_pixels(&clip.model, &pixel_batch(&images, &device)?, &[])?;
-        let preds = zs.predict(&logits, args.top_k)?;
+        let preds = zs.predict(&logits, args.top_k as usize)?;
         let ms = tb.elapsed().as_secs_f64() * 1e3 / images.len() as f64;
         for (path, pred) in ok_paths.iter().zip(preds) {
             done += 1;

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// file, directory, domain, class or option it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A shared-contract error (atomic write, image limits), naming its file.
+    #[error(transparent)]
+    Spec(#[from] ahp_spec::SpecError),
     /// A filesystem operation failed.
     #[error("{path}: cannot {action}: {source}")]
     Io {
@@ -16,6 +19,15 @@ pub enum DataError {
         /// The underlying I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// An output directory holds files this tool did not write (it will not mix its output
+    /// with them).
+    #[error("{path}: {message}")]
+    OutputDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
     },
     /// The dataset root does not exist.
     #[error("{path}: dataset root does not exist")]

@@ -407,11 +407,6 @@ pub fn contact_sheet(cfg: &SynthConfig, index: usize) -> Result<RgbImage> {
     Ok(sheet)
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, bytes)
-}
-
 /// Encodes an image as PNG in memory (deterministic: same pixels, same bytes). `name` is used
 /// in errors.
 pub fn encode_png(image: &RgbImage, name: &Path) -> Result<Vec<u8>> {
@@ -430,13 +425,107 @@ pub fn encode_png(image: &RgbImage, name: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Marker written into a generated directory: what it holds, so that generating into it again
+/// removes the images of the previous run that the new one does not write.
+const MARKER_FILE: &str = ".ahp-synth.json";
+
+/// The domains, classes and images per class of a generated directory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Marker {
+    domains: Vec<String>,
+    classes: Vec<String>,
+    per_class: usize,
+}
+
+/// Readies `out` for `next`: a new or empty directory is fine; one written before by
+/// [`generate`] (it has the marker) loses the previous images `next` does not rewrite; any
+/// other non-empty directory is refused, so stale images never mix into the data set.
+fn prepare_out_dir(out: &Path, next: &Marker) -> Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let marker = out.join(MARKER_FILE);
+    let previous: Marker = std::fs::read(&marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .or_else(|| legacy_marker(out))
+        .ok_or_else(|| DataError::OutputDir {
+            path: out.to_path_buf(),
+            message: format!(
+                "is not empty and was not written by `ahp-data synth` (no {MARKER_FILE}); choose a new or empty directory"
+            ),
+        })?;
+    for domain in &previous.domains {
+        for class in &previous.classes {
+            let dir = out.join(domain).join(class);
+            let keep = next.domains.contains(domain) && next.classes.contains(class);
+            for index in 0..previous.per_class {
+                if !keep || index >= next.per_class {
+                    let file = dir.join(format!("{index}.png"));
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(DataError::io(&file, "remove stale image", e)),
+                    }
+                }
+            }
+            if !keep {
+                // Only empty directories go; anything else put there stays.
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        if !next.domains.contains(domain) {
+            let _ = std::fs::remove_dir(out.join(domain));
+        }
+    }
+    Ok(())
+}
+
+/// What a directory written before markers existed holds, if it looks like one: only
+/// directories named after styles, holding directories named after shapes, holding `N.png`.
+fn legacy_marker(out: &Path) -> Option<Marker> {
+    let names = |dir: &Path| -> Option<Vec<String>> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect()
+    };
+    let domains = names(out)?;
+    let mut per_class = 0;
+    for d in &domains {
+        Style::ALL.iter().find(|s| s.name() == d)?;
+        for c in names(&out.join(d))? {
+            Shape::ALL.iter().find(|s| s.name() == c)?;
+            for f in names(&out.join(d).join(&c))? {
+                let index: usize = f.strip_suffix(".png")?.parse().ok()?;
+                per_class = per_class.max(index + 1);
+            }
+        }
+    }
+    Some(Marker {
+        domains,
+        classes: Shape::ALL.iter().map(|s| s.name().to_string()).collect(),
+        per_class,
+    })
+}
+
 /// Writes the data set in DomainBed layout, `out/<domain>/<class>/<index>.png`, rendering in
 /// parallel. Each file is written to a hidden temporary file in its directory and renamed into
-/// place, so readers never see partial images. Existing files with the same names are
-/// replaced; other files are left alone.
+/// place, so readers never see partial images. Generating into a directory written before
+/// removes the previous images the new settings do not produce (no stale images); a non-empty
+/// directory not written by this function is refused.
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     cfg.validate()?;
     let shapes = cfg.shapes()?;
+    let marker = Marker {
+        domains: cfg.domains.iter().map(|d| d.name().to_string()).collect(),
+        classes: shapes.iter().map(|s| s.name().to_string()).collect(),
+        per_class: cfg.per_class,
+    };
+    prepare_out_dir(out, &marker)?;
     for style in &cfg.domains {
         for shape in shapes {
             let dir = out.join(style.name()).join(shape.name());
@@ -460,8 +549,11 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
             .join(format!("{index}.png"));
         let image = render_sample(cfg.seed, style, shape, index, cfg.size);
         let bytes = encode_png(&image, &path)?;
-        write_atomic(&path, &bytes)
+        Ok::<(), DataError>(ahp_spec::files::write_atomic(&path, &bytes)?)
     })?;
+    let marker_json = serde_json::to_vec_pretty(&marker)
+        .map_err(|e| DataError::option("synth", format!("cannot serialize the marker: {e}")))?;
+    ahp_spec::files::write_atomic(&out.join(MARKER_FILE), &marker_json)?;
     let per_class_domain = shapes.len() * cfg.per_class;
     Ok(SynthSummary {
         out_dir: out.to_path_buf(),
@@ -473,20 +565,6 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
             .map(|d| (d.name().to_string(), per_class_domain))
             .collect(),
         total: jobs.len(),
-    })
-}
-
-/// Writes `bytes` to a temporary sibling of `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, "write file", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, "rename temporary file into place", e)
     })
 }
 

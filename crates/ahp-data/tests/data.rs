@@ -24,7 +24,7 @@ fn small_config(seed: u64) -> SynthConfig {
     }
 }
 
-/// Every file under `root`, relative path -> bytes.
+/// Every file under `root` but synth's marker (`.ahp-synth.json`), relative path -> bytes.
 fn read_tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -33,7 +33,7 @@ fn read_tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = entry.expect("dir entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if path.file_name().is_some_and(|n| n != ".ahp-synth.json") {
                 let rel = path.strip_prefix(root).expect("under root").to_path_buf();
                 out.insert(rel, std::fs::read(&path).expect("readable file"));
             }
@@ -671,4 +671,42 @@ fn eval_batches_match_plain_preprocessing_in_fixed_chunks() {
         }
     }
     assert!(EvalBatches::new(samples, 0, &pre).is_err());
+}
+
+#[test]
+fn synth_again_leaves_no_stale_images_and_refuses_foreign_directories() {
+    // D16: generating into a directory written before once left the previous images behind.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("data");
+    let big = SynthConfig {
+        per_class: 3,
+        ..small_config(1)
+    };
+    synth::generate(&big, &root).expect("first");
+    let small = SynthConfig {
+        per_class: 2,
+        domains: vec![big.domains[0]],
+        ..big.clone()
+    };
+    synth::generate(&small, &root).expect("second");
+    let files: Vec<PathBuf> = read_tree(&root)
+        .into_keys()
+        .filter(|f| f.extension().is_some_and(|e| e == "png"))
+        .collect();
+    let expected = small.domains.len() * small.shapes().expect("shapes").len() * 2;
+    assert_eq!(files.len(), expected, "{files:?}");
+    assert!(
+        files.iter().all(|f| f.starts_with(small.domains[0].name())),
+        "{files:?}"
+    );
+
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("notes.txt"), b"mine").expect("write");
+    let err = synth::generate(&small, &foreign).expect_err("foreign directory");
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(
+        std::fs::read(foreign.join("notes.txt")).ok(),
+        Some(b"mine".to_vec())
+    );
 }

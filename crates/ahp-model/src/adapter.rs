@@ -4,7 +4,7 @@
 //! shape and finiteness and names the tensor and file in errors.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ahp_spec::run::{
     adapter_key, gate_key, Projection, RunManifest, ADAPTER_FILE, LOGIT_SCALE_KEY, MANIFEST_FILE,
@@ -74,17 +74,15 @@ impl Adapter {
 
     /// Writes `adapter.safetensors` atomically (temp file in the same directory, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = tmp_path(path);
+        let tmp = ahp_spec::files::TempFile::next_to(path)?;
         let tensors: HashMap<String, Tensor> = self
             .tensors()
             .into_iter()
             .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?.contiguous()?)))
             .collect::<Result<_>>()?;
-        candle_core::safetensors::save(&tensors, &tmp)
-            .map_err(|e| err(&tmp, format!("cannot write: {e}")))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| err(path, format!("cannot rename {}: {e}", tmp.display())))?;
-        Ok(())
+        candle_core::safetensors::save(&tensors, tmp.path())
+            .map_err(|e| err(tmp.path(), format!("cannot write: {e}")))?;
+        Ok(tmp.persist()?)
     }
 
     /// Loads `adapter.safetensors` as `manifest` describes it, for a base model with `config`.
@@ -166,16 +164,6 @@ impl Adapter {
             logit_scale,
         })
     }
-}
-
-/// `path` with `.tmp` appended to its file name (same directory, so rename is atomic).
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// Reads `run.json` of a run directory.

@@ -63,6 +63,13 @@ impl ZeroShotClassifier {
         if labels.is_empty() {
             return Err(ModelError::Input("no class labels given".into()));
         }
+        if let Some(i) = labels.iter().position(|l| l.trim().is_empty()) {
+            return Err(ModelError::Input(format!(
+                "class label {} of {} is empty",
+                i + 1,
+                labels.len()
+            )));
+        }
         if let Some(dup) = labels
             .iter()
             .enumerate()

@@ -184,9 +184,10 @@ impl ClassifierBuilder {
     /// Loads the model from an ONNX file.
     pub fn commit_from_file(self, path: impl AsRef<Path>) -> Result<Classifier> {
         let path = path.as_ref();
-        std::fs::metadata(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        // A FIFO or a device node would block or never end: refuse before opening it.
+        ahp_spec::files::check_regular(path).map_err(|e| match e {
+            ahp_spec::SpecError::Io { path, source } => Error::Io { path, source },
+            other => other.into(),
         })?;
         self.commit(ModelSource::File(path), path.display().to_string())
     }
@@ -675,7 +676,23 @@ impl Classifier {
                 all.extend(e);
             }
         }
+        self.check_finite(OUTPUT_LOGITS, &out.logits)?;
+        if let Some(e) = &out.image_embeds {
+            self.check_finite(OUTPUT_IMAGE_EMBEDS, e)?;
+        }
         Ok(out)
+    }
+
+    /// NaN or infinite outputs are an error, never a prediction.
+    fn check_finite(&self, output: &'static str, rows: &Rows) -> Result<()> {
+        match rows.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+            Some(image) => Err(Error::NonFinite {
+                model: self.model.clone(),
+                output,
+                image,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn run_exact(&self, pixels: &[f32], batch: usize) -> Result<(Rows, Option<Rows>)> {

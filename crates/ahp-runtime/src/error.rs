@@ -77,6 +77,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The model produced NaN or infinite outputs: it is broken (e.g. exported from a diverged
+    /// run), and no prediction is made from them.
+    #[error("{model}: the model produced a non-finite `{output}` value (NaN or infinity) for image {image} of the batch; the model is broken")]
+    NonFinite {
+        /// The model (file path or `<memory>`).
+        model: String,
+        /// The output name.
+        output: &'static str,
+        /// The image's index in the batch.
+        image: usize,
+    },
     /// An image could not be decoded or preprocessed.
     #[error(transparent)]
     Image(ahp_spec::SpecError),

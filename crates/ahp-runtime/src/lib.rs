@@ -31,6 +31,8 @@
 //! ```
 
 mod classifier;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod logging;
 pub mod ortlib;

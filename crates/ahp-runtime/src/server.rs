@@ -7,14 +7,20 @@
 //!   ran in the same micro-batch).
 //! * `GET /v1/model`: labels, execution provider, preprocessing, metadata and server limits.
 //! * `GET /v1/stats`: requests, images, model runs and the mean micro-batch size so far.
-//! * `GET /healthz`: `{"status": "ok"}`.
+//! * `GET /healthz`: `{"status": "ok"}`, or 503 `{"status": "unavailable", ...}` when the
+//!   batcher has stopped (the server cannot answer a classification).
 //!
 //! Errors are JSON, `{"error": message, "code": code}`, with a 4xx status for bad input (empty
 //! body, undecodable image, oversized body, bad `top_k`, malformed multipart, unknown route).
 //!
-//! Limits: bodies over [`ServerConfig::max_body_bytes`] get 413; at most
-//! [`ServerConfig::max_concurrency`] requests are processed at once (later ones wait for a slot
-//! before their body is read, so memory stays bounded).
+//! Limits (all in [`ServerConfig`], checked by [`ServerConfig::validate`]): bodies over
+//! `max_body_bytes` get 413; images over [`ImageLimits`] get 422 before they are decoded; at
+//! most `max_concurrency` requests are processed at once (later ones wait for a slot before
+//! their body is read) and at most `decode_concurrency` images are decoded at once, so memory
+//! is bounded by `max_concurrency x max_body_bytes + decode_concurrency x` (the largest allowed
+//! decoded image). Slow clients are cut off: headers must arrive within `header_timeout`, the
+//! body within `body_timeout` (408), and a request that takes longer than `request_timeout` in
+//! all gets 503. On shutdown, requests in flight get `shutdown_grace` to finish.
 //!
 //! Micro-batching: requests are decoded and preprocessed concurrently on tokio's blocking pool,
 //! then queued. A batcher task takes the first queued image, waits for a free session, then
@@ -24,7 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,10 +40,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use ahp_spec::preprocess::ImageLimits;
 
 use crate::Classifier;
 
@@ -57,7 +68,28 @@ pub struct ServerConfig {
     pub batch_window: Duration,
     /// `top_k` when the query has none (default 5, capped to the number of classes).
     pub default_top_k: usize,
+    /// Bounds on each request's image (pixels and bytes).
+    pub image_limits: ImageLimits,
+    /// Images decoded and preprocessed at once (default: the number of cores).
+    pub decode_concurrency: usize,
+    /// Time a client has to send its request headers (default 10 s); then the connection is
+    /// closed.
+    pub header_timeout: Duration,
+    /// Time a client has to send its whole body once the request is admitted (default 30 s);
+    /// then 408.
+    pub body_timeout: Duration,
+    /// Time a classification may take in all: body, decoding, queueing and inference (default
+    /// 60 s); then 503.
+    pub request_timeout: Duration,
+    /// On shutdown, how long requests in flight may still take (default 10 s); the rest are
+    /// dropped.
+    pub shutdown_grace: Duration,
 }
+
+/// Longest accepted [`ServerConfig::batch_window`].
+pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(10);
+/// Longest accepted timeout or grace period.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -67,7 +99,54 @@ impl Default for ServerConfig {
             max_batch: 8,
             batch_window: Duration::ZERO,
             default_top_k: 5,
+            image_limits: ImageLimits::default(),
+            decode_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every value against its range; the error names the field and the range.
+    pub fn validate(&self) -> Result<(), String> {
+        let counts = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_concurrency", self.max_concurrency),
+            ("max_batch", self.max_batch),
+            ("default_top_k", self.default_top_k),
+            ("decode_concurrency", self.decode_concurrency),
+        ];
+        for (name, value) in counts {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.batch_window > MAX_BATCH_WINDOW {
+            return Err(format!(
+                "batch_window must be at most {} ms, got {} ms",
+                MAX_BATCH_WINDOW.as_millis(),
+                self.batch_window.as_secs_f64() * 1e3
+            ));
+        }
+        let timeouts = [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("request_timeout", self.request_timeout),
+            ("shutdown_grace", self.shutdown_grace),
+        ];
+        for (name, value) in timeouts {
+            if value.is_zero() || value > MAX_TIMEOUT {
+                return Err(format!(
+                    "{name} must be more than 0 and at most {} s, got {} s",
+                    MAX_TIMEOUT.as_secs(),
+                    value.as_secs_f64()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -118,8 +197,19 @@ struct AppState {
     classifier: Arc<Classifier>,
     config: ServerConfig,
     limiter: Semaphore,
+    decoders: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
     stats: Arc<Stats>,
+    batcher_alive: Arc<AtomicBool>,
+}
+
+/// Clears the batcher's liveness flag when the batcher ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 #[derive(Serialize)]
@@ -129,52 +219,89 @@ struct Prediction<'a> {
 }
 
 /// The application: routes plus the batcher task (spawned on the current tokio runtime; it
-/// stops when the router and all its clones are dropped).
-pub fn router(classifier: Arc<Classifier>, config: ServerConfig) -> Router {
-    let config = ServerConfig {
-        max_batch: config.max_batch.max(1),
-        max_concurrency: config.max_concurrency.max(1),
-        default_top_k: config.default_top_k.max(1),
-        ..config
-    };
+/// stops when the router and all its clones are dropped). `config` must pass
+/// [`ServerConfig::validate`].
+pub fn router(classifier: Arc<Classifier>, config: ServerConfig) -> Result<Router, String> {
+    config.validate()?;
     let (tx, rx) = mpsc::channel(config.max_concurrency);
     let stats = Arc::new(Stats::default());
+    let batcher_alive = Arc::new(AtomicBool::new(true));
     tokio::spawn(batcher(
         rx,
         Arc::clone(&classifier),
         config.max_batch,
         config.batch_window,
         Arc::clone(&stats),
+        AliveGuard(Arc::clone(&batcher_alive)),
     ));
     let state = Arc::new(AppState {
         classifier,
         limiter: Semaphore::new(config.max_concurrency),
+        decoders: Arc::new(Semaphore::new(config.decode_concurrency)),
         config: config.clone(),
         jobs: tx,
         stats,
+        batcher_alive,
     });
-    Router::new()
+    Ok(Router::new()
         .route("/v1/classify", post(classify).fallback(method_not_allowed))
         .route("/v1/model", get(model).fallback(method_not_allowed))
         .route("/v1/stats", get(stats_handler).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
-        .with_state(state)
+        .with_state(state))
 }
 
-/// Serves `router(classifier, config)` on `listener` until `shutdown` completes, then finishes
-/// the requests in flight (graceful shutdown).
+/// Serves `router(classifier, config)` on `listener` until `shutdown` completes, then gives the
+/// requests in flight [`ServerConfig::shutdown_grace`] to finish (graceful shutdown with a
+/// deadline: a stalled client cannot keep the server alive). Each connection must send its
+/// headers within [`ServerConfig::header_timeout`].
 pub async fn serve(
     listener: TcpListener,
     classifier: Arc<Classifier>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(classifier, config);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let app = router(classifier, config.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then accept again.
+                    log::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout);
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
         .await
+        .is_err()
+    {
+        log::warn!(
+            "shutdown: requests still in flight after {} s were dropped",
+            config.shutdown_grace.as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// Completes on ctrl-c (SIGINT) or, on Unix, SIGTERM.
@@ -207,6 +334,7 @@ async fn batcher(
     max_batch: usize,
     window: Duration,
     stats: Arc<Stats>,
+    _alive: AliveGuard,
 ) {
     // One batch per session may run at once.
     let runners = Arc::new(Semaphore::new(classifier.num_sessions()));
@@ -215,7 +343,8 @@ async fn batcher(
             break;
         };
         let mut jobs = vec![first];
-        let deadline = tokio::time::Instant::now() + window;
+        // `window` is bounded by `validate`; an overflow would mean "no deadline to wait for".
+        let deadline = tokio::time::Instant::now().checked_add(window);
         while jobs.len() < max_batch {
             match rx.try_recv() {
                 Ok(job) => {
@@ -225,9 +354,9 @@ async fn batcher(
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            if window.is_zero() {
+            let Some(deadline) = deadline.filter(|_| !window.is_zero()) else {
                 break;
-            }
+            };
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(job)) => jobs.push(job),
                 _ => break,
@@ -365,7 +494,19 @@ async fn classify(
     request: Request,
 ) -> Result<Response, ApiError> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let result = classify_inner(&state, query, request).await;
+    let budget = state.config.request_timeout;
+    let result = tokio::time::timeout(budget, classify_inner(&state, query, request))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than the server's limit of {} s",
+                    budget.as_secs_f64()
+                ),
+            ))
+        });
     if result.is_err() {
         state.stats.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -391,7 +532,19 @@ async fn classify_inner(
             "server is shutting down",
         )
     })?;
-    let bytes = image_bytes(request, state).await?;
+    let body_timeout = state.config.body_timeout;
+    let bytes = tokio::time::timeout(body_timeout, image_bytes(request, state))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    body_timeout.as_secs_f64()
+                ),
+            )
+        })??;
     if bytes.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -399,21 +552,7 @@ async fn classify_inner(
             "empty request body: send the image file as the body (or as a multipart field `image`)",
         ));
     }
-    let pre = Arc::clone(&classifier);
-    let pixels = tokio::task::spawn_blocking(move || {
-        let image = ahp_spec::preprocess::decode_image(&bytes, "request body")?;
-        pre.preprocess(&image)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_image",
-            e.to_string(),
-        )
-    })?;
-
+    let pixels = decode(state, bytes).await?;
     let (reply, answer) = oneshot::channel();
     state.jobs.send(Job { pixels, reply }).await.map_err(|_| {
         ApiError::new(
@@ -441,6 +580,36 @@ async fn classify_inner(
     Ok(Json(json!({ "top": top, "ms": ms, "batch": batch })).into_response())
 }
 
+/// Decodes and preprocesses the image on the blocking pool, at most `decode_concurrency` at once.
+async fn decode(state: &Arc<AppState>, bytes: Bytes) -> Result<Vec<f32>, ApiError> {
+    let permit = Arc::clone(&state.decoders)
+        .acquire_owned()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "server is shutting down",
+            )
+        })?;
+    let classifier = Arc::clone(&state.classifier);
+    let limits = state.config.image_limits;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let image = ahp_spec::preprocess::decode_image_with(&bytes, "request body", &limits)?;
+        classifier.preprocess(&image)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_image",
+            e.to_string(),
+        )
+    })
+}
+
 async fn model(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let c = &state.classifier;
     let (h, w) = c.image_size();
@@ -466,6 +635,11 @@ async fn model(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
             "batch_window_ms": state.config.batch_window.as_secs_f64() * 1e3,
             "max_concurrency": state.config.max_concurrency,
             "max_body_bytes": state.config.max_body_bytes,
+            "max_image_pixels": state.config.image_limits.max_pixels,
+            "decode_concurrency": state.config.decode_concurrency,
+            "header_timeout_s": state.config.header_timeout.as_secs_f64(),
+            "body_timeout_s": state.config.body_timeout.as_secs_f64(),
+            "request_timeout_s": state.config.request_timeout.as_secs_f64(),
         },
     }))
 }
@@ -483,8 +657,19 @@ async fn stats_handler(State(state): State<Arc<AppState>>) -> Json<serde_json::V
     }))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if state.batcher_alive.load(Ordering::SeqCst) {
+        Json(json!({ "status": "ok" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "reason": "the batcher has stopped: classifications cannot be answered",
+            })),
+        )
+            .into_response()
+    }
 }
 
 async fn not_found(request: Request<Body>) -> ApiError {

@@ -157,3 +157,127 @@ fn load_errors_exit_with_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("CUDA"), "{}", text(&out.stderr));
 }
+
+/// Runs ahp-predict, killing it after `limit` (a hang fails the test instead of blocking it).
+fn predict_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ahp-predict"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ahp-predict");
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+            panic!("ahp-predict {args:?} hung for more than {limit:?}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn hostile_directory_entries_are_per_image_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("inputs");
+    std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+    std::fs::copy(fixture("images/rgb_square.png"), root.join("good.png")).expect("copy");
+    // D13: symlink loops (once exponential); D12: a FIFO named like an image (once a hang).
+    std::os::unix::fs::symlink(".", root.join("loop")).expect("symlink");
+    std::os::unix::fs::symlink("..", root.join("sub/up")).expect("symlink");
+    let fifo = root.join("pipe.png");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    // D1: a 1 x 10,000,000 PNG (an aspect-ratio bomb).
+    let mut bomb = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new_with_quality(
+            &mut bomb,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::NoFilter,
+        ),
+        &vec![0u8; 10_000_000],
+        1,
+        10_000_000,
+        image::ExtendedColorType::L8,
+    )
+    .expect("encode");
+    std::fs::write(root.join("aspect.png"), &bomb).expect("write");
+
+    let model = model_a();
+    let limit = std::time::Duration::from_secs(60);
+    let out = predict_within(
+        &[model.to_str().unwrap(), root.to_str().unwrap(), "--json"],
+        limit,
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let entry = |name: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .collect()
+    };
+    assert_eq!(
+        entry("good.png").len(),
+        1,
+        "visited once despite the loops: {stdout}"
+    );
+    assert!(entry("good.png")[0]["top"].is_array(), "{stdout}");
+    let pipe = entry("pipe.png");
+    assert!(
+        pipe.len() == 1
+            && pipe[0]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not a regular file"),
+        "{stdout}"
+    );
+    let aspect = entry("aspect.png");
+    assert!(
+        aspect.len() == 1
+            && aspect[0]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("aspect ratio"),
+        "{stdout}"
+    );
+
+    // D12: a FIFO given as the model or as an explicit image is refused, not waited on.
+    let out = predict_within(
+        &[
+            fifo.to_str().unwrap(),
+            root.join("good.png").to_str().unwrap(),
+        ],
+        limit,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a regular file (a FIFO)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = predict_within(
+        &[model.to_str().unwrap(), fifo.to_str().unwrap(), "/dev/zero"],
+        limit,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("character device"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -410,3 +410,169 @@ fn sigterm_stops_the_binary() {
     assert!(exit.success(), "exit {exit:?}; stderr:\n{stderr}");
     assert!(stderr.contains("shut down"), "{stderr}");
 }
+
+/// A PNG of `width x height` black gray pixels, as a hostile client makes one: tiny on the
+/// wire, huge when decoded.
+fn declared_png(width: u32, height: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    let pixels = vec![0u8; width as usize * height as usize];
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(&pixels, width, height, image::ExtendedColorType::L8)
+    .expect("encode");
+    png
+}
+
+#[test]
+fn bombs_are_refused_quickly_and_the_server_keeps_serving() {
+    let s = TestServer::start(ServerConfig::default());
+    // D1: 1 x 10,000,000 (an aspect-ratio bomb, 19 KB on the wire); D2: 1 x 100,000.
+    for (w, h) in [(1, 10_000_000), (1, 100_000), (7000, 7000)] {
+        let body = declared_png(w, h);
+        let t = Instant::now();
+        let r = s.post("/v1/classify", &[], &body);
+        assert_eq!(
+            r.status,
+            422,
+            "{w}x{h}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert!(text.contains("over the limit"), "{text}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{w}x{h} took {:?}",
+            t.elapsed()
+        );
+        assert_classifies(&s);
+    }
+}
+
+#[test]
+fn stalled_clients_are_cut_off_and_do_not_hold_the_slots() {
+    let s = TestServer::start(ServerConfig {
+        max_concurrency: 2,
+        header_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    });
+    // D3: clients that send half their headers, and clients that send a body's first byte.
+    let mut stalled = Vec::new();
+    for i in 0..8 {
+        let mut c = TcpStream::connect(s.addr).expect("connect");
+        let head = if i % 2 == 0 {
+            "POST /v1/classify HTTP/1.1\r\nHost: x\r\n".to_string()
+        } else {
+            "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx".to_string()
+        };
+        c.write_all(head.as_bytes()).expect("write");
+        stalled.push(c);
+    }
+    let t = Instant::now();
+    // The slots free within the body timeout; the server answers a real client meanwhile.
+    assert_classifies(&s);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    for (i, mut c) in stalled.into_iter().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        if i % 2 == 1 {
+            assert!(
+                answer.starts_with("HTTP/1.1 408"),
+                "stalled body: {answer:?}"
+            );
+        }
+        // Stalled headers: the connection is closed (hyper may or may not answer 408 first).
+    }
+    assert_eq!(s.get("/healthz").status, 200);
+}
+
+#[test]
+fn shutdown_has_a_deadline_with_a_stalled_client() {
+    let mut s = TestServer::start(ServerConfig {
+        body_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(500),
+        ..ServerConfig::default()
+    });
+    // D4: a client stalled mid-body would keep a graceful shutdown waiting forever.
+    let mut c = TcpStream::connect(s.addr).expect("connect");
+    c.write_all(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    let took = s.stop();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
+
+#[test]
+fn out_of_range_settings_are_refused() {
+    // D5: a batch window of 1e22 s once started and then panicked in the batcher.
+    for (config, field) in [
+        (
+            ServerConfig {
+                batch_window: Duration::from_secs(1 << 40),
+                ..ServerConfig::default()
+            },
+            "batch_window",
+        ),
+        (
+            ServerConfig {
+                header_timeout: Duration::ZERO,
+                ..ServerConfig::default()
+            },
+            "header_timeout",
+        ),
+        (
+            ServerConfig {
+                decode_concurrency: 0,
+                ..ServerConfig::default()
+            },
+            "decode_concurrency",
+        ),
+    ] {
+        let err = config.validate().expect_err(field);
+        assert!(err.contains(field), "{err}");
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let err = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let config = ServerConfig {
+            batch_window: Duration::from_secs(3600),
+            ..ServerConfig::default()
+        };
+        server::serve(listener, classifier_a(), config, std::future::pending()).await
+    });
+    let err = err.expect_err("refused at start");
+    assert!(err.to_string().contains("batch_window"), "{err}");
+}
+
+#[test]
+fn absurd_flags_of_the_binary_are_clear_errors() {
+    // D5 on the command line: `--batch-window-ms 1e300` panicked in Duration::from_secs_f64.
+    for (flag, value) in [
+        ("--batch-window-ms", "1e300"),
+        ("--batch-window-ms", "NaN"),
+        ("--batch-window-ms", "-1"),
+        ("--header-timeout-s", "0"),
+        ("--max-concurrency", "0"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ahp-serve"))
+            .arg(model_a())
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("run ahp-serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}

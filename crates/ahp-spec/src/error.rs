@@ -15,6 +15,15 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    /// A file is not what it must be (not a regular file, too large, ...) or could not be
+    /// written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and, where it helps, what to do.
+        message: String,
+    },
     /// A JSON config could not be parsed or is missing a required key.
     #[error("{path}: invalid config: {message}")]
     Config {
@@ -46,6 +55,13 @@ pub enum SpecError {
 impl SpecError {
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::File {
             path: path.into(),
             message: message.into(),
         }

@@ -10,10 +10,12 @@
 //! * [`io`]: ONNX input/output names and `ahp.*` metadata keys; [`metadata`]: reading them;
 //! * [`scores`]: softmax and top-k ranking of logits (shared by the runtimes);
 //! * [`run`]: the run directory written by training and read by the exporter;
+//! * [`files`]: the one atomic write and bounded reads of regular files;
 //! * [`tolerance`]: the named numeric tolerances tests and validators use.
 
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod io;
 pub mod metadata;
 pub mod preprocess;

@@ -51,12 +51,20 @@ impl ModelInfo {
 
         let image_size = match get(meta::IMAGE_SIZE) {
             None => None,
-            Some(s) => Some(s.parse::<u32>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                err(
-                    meta::IMAGE_SIZE,
-                    format!("expected a positive integer, got {s:?}"),
-                )
-            })?),
+            Some(s) => Some(
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|v| (1..=crate::preprocess::MAX_IMAGE_SIDE).contains(v))
+                    .ok_or_else(|| {
+                        err(
+                            meta::IMAGE_SIZE,
+                            format!(
+                                "expected an integer from 1 to {}, got {s:?}",
+                                crate::preprocess::MAX_IMAGE_SIDE
+                            ),
+                        )
+                    })?,
+            ),
         };
         let sizes = match get(meta::RESIZE) {
             Some(rule) => {
@@ -120,16 +128,25 @@ fn parse_resize(rule: &str) -> std::result::Result<(u32, u32, u32), String> {
     let mut shortest_edge = None;
     let mut crop = None;
     let mut bicubic = false;
-    let positive = |v: &str| v.trim().parse::<u32>().ok().filter(|n| *n > 0);
+    let max = crate::preprocess::MAX_IMAGE_SIDE;
+    let positive = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+    };
     for token in rule.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         if let Some(v) = token.strip_prefix("shortest_edge=") {
-            shortest_edge =
-                Some(positive(v).ok_or_else(|| format!("bad shortest_edge {v:?} in {rule:?}"))?);
+            shortest_edge = Some(positive(v).ok_or_else(|| {
+                format!("bad shortest_edge {v:?} in {rule:?} (expected 1 to {max})")
+            })?);
         } else if let Some(v) = token.strip_prefix("center_crop=") {
             let (h, w) = v
                 .split_once('x')
                 .and_then(|(h, w)| Some((positive(h)?, positive(w)?)))
-                .ok_or_else(|| format!("bad center_crop {v:?} in {rule:?} (expected HxW)"))?;
+                .ok_or_else(|| {
+                    format!("bad center_crop {v:?} in {rule:?} (expected HxW, each 1 to {max})")
+                })?;
             crop = Some((h, w));
         } else if token == "bicubic" {
             bicubic = true;
@@ -251,6 +268,22 @@ mod tests {
             "shortest_edge=32,bilinear,center_crop=32x32",
         ));
         assert!(m.contains("`ahp.resize`") && m.contains("bilinear"), "{m}");
+        // D14: absurd sizes are refused, not allocated (60000 once cost 14.4 GB per image).
+        let m = message(with(
+            "ahp.resize",
+            "shortest_edge=60000,bicubic,center_crop=32x32",
+        ));
+        assert!(m.contains("`ahp.resize`") && m.contains("1 to 4096"), "{m}");
+        let m = message(with(
+            "ahp.resize",
+            "shortest_edge=32,bicubic,center_crop=60000x60000",
+        ));
+        assert!(m.contains("`ahp.resize`") && m.contains("1 to 4096"), "{m}");
+        let m = message(with("ahp.image_size", "60000"));
+        assert!(
+            m.contains("`ahp.image_size`") && m.contains("1 to 4096"),
+            "{m}"
+        );
         let m = message(with("ahp.resize", "shortest_edge=32,bicubic"));
         assert!(m.contains("center_crop"), "{m}");
         let mut p = without("ahp.resize");

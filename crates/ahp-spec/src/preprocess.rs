@@ -16,7 +16,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader, RgbImage};
+use std::borrow::Cow;
+
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SpecError};
@@ -25,6 +27,10 @@ use crate::error::{Result, SpecError};
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP's normalization standard deviation (RGB).
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// Largest `shortest_edge`, crop height and crop width accepted from a config or a model's
+/// metadata (CLIP models use 224 to 448): larger values are refused rather than allocated.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
 
 /// Preprocessing parameters (the fields of a Hugging Face `preprocessor_config.json` that
 /// `CLIPImageProcessor` uses).
@@ -137,8 +143,15 @@ impl PreprocessConfig {
     }
 
     fn validate(&self, origin: &Path) -> Result<()> {
-        if self.shortest_edge == 0 || self.crop_height == 0 || self.crop_width == 0 {
-            return Err(SpecError::config(origin, "size and crop_size must be > 0"));
+        let sides = [self.shortest_edge, self.crop_height, self.crop_width];
+        if sides.iter().any(|s| !(1..=MAX_IMAGE_SIDE).contains(s)) {
+            return Err(SpecError::config(
+                origin,
+                format!(
+                    "size and crop_size must be from 1 to {MAX_IMAGE_SIDE}, got shortest_edge {}, crop {}x{}",
+                    self.shortest_edge, self.crop_height, self.crop_width
+                ),
+            ));
         }
         if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err(SpecError::config(
@@ -195,33 +208,153 @@ pub struct Preprocessed {
     pub width: u32,
 }
 
-/// Reads and decodes an image file. Errors name the file: unreadable, empty, unknown format,
-/// corrupt or truncated data.
-pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|source| SpecError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    decode_image(&bytes, &path.display().to_string())
+/// Bounds on the images ahp reads and decodes, against decompression and aspect-ratio bombs
+/// (a 19 KB PNG can declare 1 x 10,000,000 pixels). Preprocessing itself never materializes
+/// more than the center crop of the resized image, so these two bound a whole image's cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLimits {
+    /// Largest image file read, in bytes (default 64 MiB).
+    pub max_file_bytes: u64,
+    /// Largest decoded image, width x height in pixels (default 40,000,000: a 40-megapixel
+    /// photo). Checked from the file's header, before any pixel is decoded.
+    pub max_pixels: u64,
+    /// Largest ratio of the long side to the short side (default 100: panoramas pass, a
+    /// 1 x 10,000,000 aspect-ratio bomb does not). Checked from the header too.
+    pub max_aspect_ratio: u32,
 }
 
-/// Decodes an image from memory; `source_name` names it in errors.
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 64 << 20,
+            max_pixels: 40_000_000,
+            max_aspect_ratio: 100,
+        }
+    }
+}
+
+impl ImageLimits {
+    /// Bytes the decoder may allocate: enough for the largest allowed image at 16 bytes per
+    /// pixel (RGBA f32), never less than 64 MiB.
+    fn max_alloc(&self) -> u64 {
+        self.max_pixels.saturating_mul(16).max(64 << 20)
+    }
+}
+
+/// Reads and decodes an image file within the default [`ImageLimits`]. Errors name the file:
+/// unreadable, not a regular file, empty, too large, unknown format, corrupt or truncated.
+pub fn load_image(path: &Path) -> Result<DynamicImage> {
+    load_image_with(path, &ImageLimits::default())
+}
+
+/// [`load_image`] within `limits`.
+pub fn load_image_with(path: &Path, limits: &ImageLimits) -> Result<DynamicImage> {
+    let bytes = crate::files::read_regular(path, limits.max_file_bytes)?;
+    decode_image_with(&bytes, &path.display().to_string(), limits)
+}
+
+/// Decodes an image from memory within the default [`ImageLimits`]; `source_name` names it in
+/// errors.
 pub fn decode_image(bytes: &[u8], source_name: &str) -> Result<DynamicImage> {
+    decode_image_with(bytes, source_name, &ImageLimits::default())
+}
+
+/// [`decode_image`] within `limits`: the declared size is checked before decoding, the decoder's
+/// allocations are capped, and a JPEG without its end-of-image marker is refused as truncated
+/// (as Pillow does).
+pub fn decode_image_with(
+    bytes: &[u8],
+    source_name: &str,
+    limits: &ImageLimits,
+) -> Result<DynamicImage> {
     if bytes.is_empty() {
         return Err(SpecError::image(source_name, "empty file (0 bytes)"));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| SpecError::image(source_name, format!("cannot read: {e}")))?;
-    let Some(format) = reader.format() else {
+    if bytes.len() as u64 > limits.max_file_bytes {
         return Err(SpecError::image(
             source_name,
-            "unsupported or unrecognized image format (supported: PNG, JPEG, GIF, BMP, WebP, TIFF)",
+            format!(
+                "{} bytes is over the limit of {} bytes per image",
+                bytes.len(),
+                limits.max_file_bytes
+            ),
         ));
-    };
+    }
+    let format = guess_format(bytes, source_name)?;
+    check_declared_size(bytes, format, source_name, limits)?;
+    if format == ImageFormat::Jpeg && !has_jpeg_end(bytes) {
+        return Err(SpecError::image(
+            source_name,
+            "truncated JPEG (no end-of-image marker)",
+        ));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_alloc());
+    reader.limits(decoder_limits);
     reader
         .decode()
         .map_err(|e| SpecError::image(source_name, format!("cannot decode {format:?} image: {e}")))
+}
+
+fn guess_format(bytes: &[u8], source_name: &str) -> Result<ImageFormat> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SpecError::image(source_name, format!("cannot read: {e}")))?;
+    reader.format().ok_or_else(|| {
+        SpecError::image(
+            source_name,
+            "unsupported or unrecognized image format (supported: PNG, JPEG, GIF, BMP, WebP, TIFF)",
+        )
+    })
+}
+
+/// Refuses images whose header declares more than `limits.max_pixels` pixels (or none), or a
+/// more extreme aspect ratio than `limits.max_aspect_ratio`.
+fn check_declared_size(
+    bytes: &[u8],
+    format: ImageFormat,
+    source_name: &str,
+    limits: &ImageLimits,
+) -> Result<()> {
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| {
+            SpecError::image(source_name, format!("cannot read {format:?} header: {e}"))
+        })?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels == 0 {
+        return Err(SpecError::image(
+            source_name,
+            format!("image has zero width or height ({width}x{height})"),
+        ));
+    }
+    let (short, long) = (width.min(height), width.max(height));
+    if u64::from(long) > u64::from(short) * u64::from(limits.max_aspect_ratio) {
+        return Err(SpecError::image(
+            source_name,
+            format!(
+                "{width}x{height} has an aspect ratio over the limit of {}:1",
+                limits.max_aspect_ratio
+            ),
+        ));
+    }
+    if pixels > limits.max_pixels {
+        return Err(SpecError::image(
+            source_name,
+            format!(
+                "{width}x{height} = {pixels} pixels is over the limit of {} pixels per image",
+                limits.max_pixels
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a JPEG stream has an end-of-image marker (`FF D9`); entropy-coded data stuffs every
+/// `FF` byte, so the marker only appears as a marker. Trailing bytes after it are allowed.
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    bytes.windows(2).rev().any(|w| w == [0xFF, 0xD9])
 }
 
 /// Converts any decoded image to 8-bit RGB as transformers' `convert_to_rgb` does: gray is
@@ -229,10 +362,15 @@ pub fn decode_image(bytes: &[u8], source_name: &str) -> Result<DynamicImage> {
 /// channel (including palette images with a transparent entry) is composited onto an opaque
 /// white background.
 pub fn to_rgb8(image: &DynamicImage) -> RgbImage {
+    rgb8(image).into_owned()
+}
+
+/// [`to_rgb8`] without copying an image that already is 8-bit RGB.
+fn rgb8(image: &DynamicImage) -> Cow<'_, RgbImage> {
     match image {
-        DynamicImage::ImageRgb8(rgb) => rgb.clone(),
-        other if other.color().has_alpha() => composite_on_white(&other.to_rgba8()),
-        other => other.to_rgb8(),
+        DynamicImage::ImageRgb8(rgb) => Cow::Borrowed(rgb),
+        other if other.color().has_alpha() => Cow::Owned(composite_on_white(&other.to_rgba8())),
+        other => Cow::Owned(other.to_rgb8()),
     }
 }
 
@@ -261,20 +399,24 @@ pub fn composite_on_white(rgba: &image::RgbaImage) -> RgbImage {
 }
 
 /// `(height, width)` after resizing the shortest side to `shortest_edge`, with transformers'
-/// rule: the long side is `int(shortest_edge * long / short)` (truncated).
-pub fn resize_output_size(height: u32, width: u32, shortest_edge: u32) -> (u32, u32) {
+/// rule: the long side is `int(shortest_edge * long / short)` (truncated). `None` when the long
+/// side would not fit Pillow's 32-bit signed sizes (an extreme aspect ratio).
+pub fn resize_output_size(height: u32, width: u32, shortest_edge: u32) -> Option<(u32, u32)> {
     let (short, long) = if width <= height {
         (width, height)
     } else {
         (height, width)
     };
-    let new_long = (f64::from(shortest_edge) * f64::from(long) / f64::from(short)) as u32;
-    let new_long = new_long.max(1);
-    if width <= height {
+    let new_long = (f64::from(shortest_edge) * f64::from(long) / f64::from(short.max(1))).max(1.0);
+    if new_long > f64::from(i32::MAX) {
+        return None;
+    }
+    let new_long = new_long as u32;
+    Some(if width <= height {
         (new_long, shortest_edge)
     } else {
         (shortest_edge, new_long)
-    }
+    })
 }
 
 /// Bicubic resize of an 8-bit RGB image, identical to Pillow's (see [`crate::resample`]).
@@ -316,6 +458,53 @@ pub fn center_crop(image: &RgbImage, height: u32, width: u32) -> RgbImage {
     out
 }
 
+/// [`resize_bicubic`] to `height x width` followed by [`center_crop`] to `crop_h x crop_w`, with
+/// the same pixels, computing only the part of the resized image the crop keeps.
+pub fn resize_and_center_crop(
+    image: &RgbImage,
+    height: u32,
+    width: u32,
+    crop_h: u32,
+    crop_w: u32,
+) -> RgbImage {
+    // The crop's rows/columns in the resized image, clipped to it (the rest is zero padding).
+    let span = |size: u32, crop: u32| {
+        let first = (i64::from(size) - i64::from(crop)) / 2;
+        let lo = first.max(0);
+        let hi = (first + i64::from(crop)).min(i64::from(size));
+        (first, lo as usize, (hi - lo).max(0) as usize)
+    };
+    let (top, y0, rows) = span(height, crop_h);
+    let (left, x0, cols) = span(width, crop_w);
+    let mut out = RgbImage::new(crop_w, crop_h);
+    if rows == 0 || cols == 0 {
+        return out;
+    }
+    let window = crate::resample::Window {
+        x: x0,
+        y: y0,
+        width: cols,
+        height: rows,
+    };
+    let part = crate::resample::resize_window_u8(
+        image.as_raw(),
+        image.width() as usize,
+        image.height() as usize,
+        3,
+        width as usize,
+        height as usize,
+        window,
+    );
+    let (dy, dx) = ((y0 as i64 - top) as usize, (x0 as i64 - left) as usize);
+    let stride = crop_w as usize * 3;
+    let buf: &mut [u8] = &mut out;
+    for r in 0..rows {
+        let at = (dy + r) * stride + dx * 3;
+        buf[at..at + cols * 3].copy_from_slice(&part[r * cols * 3..(r + 1) * cols * 3]);
+    }
+    out
+}
+
 /// Rescales and normalizes an 8-bit RGB image into CHW f32.
 pub fn normalize(image: &RgbImage, cfg: &PreprocessConfig) -> Preprocessed {
     let (w, h) = (image.width() as usize, image.height() as usize);
@@ -335,20 +524,43 @@ pub fn normalize(image: &RgbImage, cfg: &PreprocessConfig) -> Preprocessed {
 }
 
 /// The full CLIP preprocessing of a decoded image.
+///
+/// Only the center crop of the resized image is computed (same pixels as resizing the whole
+/// image, then cropping), so an extreme aspect ratio costs no more than a square image.
 pub fn preprocess(image: &DynamicImage, cfg: &PreprocessConfig) -> Result<Preprocessed> {
-    let rgb = to_rgb8(image);
+    let rgb = rgb8(image);
     if rgb.width() == 0 || rgb.height() == 0 {
         return Err(SpecError::image("image", "image has zero width or height"));
     }
-    let (h, w) = resize_output_size(rgb.height(), rgb.width(), cfg.shortest_edge);
-    let resized = resize_bicubic(&rgb, h, w)?;
-    let cropped = center_crop(&resized, cfg.crop_height, cfg.crop_width);
+    let (h, w) = resize_output_size(rgb.height(), rgb.width(), cfg.shortest_edge).ok_or_else(
+        || {
+            SpecError::image(
+                "image",
+                format!(
+                    "aspect ratio {}x{} is too extreme: the resized long side would exceed {} pixels",
+                    rgb.width(),
+                    rgb.height(),
+                    i32::MAX
+                ),
+            )
+        },
+    )?;
+    let cropped = resize_and_center_crop(&rgb, h, w, cfg.crop_height, cfg.crop_width);
     Ok(normalize(&cropped, cfg))
 }
 
-/// Reads, decodes and preprocesses an image file.
+/// Reads, decodes and preprocesses an image file within the default [`ImageLimits`].
 pub fn preprocess_file(path: &Path, cfg: &PreprocessConfig) -> Result<Preprocessed> {
-    let image = load_image(path)?;
+    preprocess_file_with(path, cfg, &ImageLimits::default())
+}
+
+/// [`preprocess_file`] within `limits`.
+pub fn preprocess_file_with(
+    path: &Path,
+    cfg: &PreprocessConfig,
+    limits: &ImageLimits,
+) -> Result<Preprocessed> {
+    let image = load_image_with(path, limits)?;
     preprocess(&image, cfg).map_err(|e| match e {
         SpecError::Image { message, .. } => SpecError::image(path.display().to_string(), message),
         other => other,
@@ -381,13 +593,94 @@ pub fn preprocess_rgba(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::ImageEncoder;
 
     #[test]
     fn output_size_follows_transformers() {
-        assert_eq!(resize_output_size(23, 37, 32), (32, 51));
-        assert_eq!(resize_output_size(52, 40, 32), (41, 32));
-        assert_eq!(resize_output_size(48, 48, 24), (24, 24));
-        assert_eq!(resize_output_size(480, 640, 224), (224, 298));
+        assert_eq!(resize_output_size(23, 37, 32), Some((32, 51)));
+        assert_eq!(resize_output_size(52, 40, 32), Some((41, 32)));
+        assert_eq!(resize_output_size(48, 48, 24), Some((24, 24)));
+        assert_eq!(resize_output_size(480, 640, 224), Some((224, 298)));
+        assert_eq!(resize_output_size(40_000_000, 1, 224), None);
+    }
+
+    #[test]
+    fn cropped_window_equals_resize_then_crop() -> Result<()> {
+        let img = RgbImage::from_fn(23, 9, |x, y| {
+            image::Rgb([(x * 11) as u8, (y * 27) as u8, ((x + y) * 5) as u8])
+        });
+        for (h, w, ch, cw) in [
+            (16, 40, 16, 16),
+            (16, 40, 20, 44),
+            (5, 7, 3, 9),
+            (9, 23, 9, 23),
+        ] {
+            let full = center_crop(&resize_bicubic(&img, h, w)?, ch, cw);
+            assert_eq!(
+                resize_and_center_crop(&img, h, w, ch, cw),
+                full,
+                "{h}x{w} -> {ch}x{cw}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn aspect_ratio_bomb_is_cheap() -> Result<()> {
+        // The 1 x 10,000,000 image (as decoded): resized to 32 x 320,000,000, cropped.
+        let tall = DynamicImage::ImageLuma8(image::GrayImage::new(1, 10_000_000));
+        let out = preprocess(&tall, &PreprocessConfig::clip(32))?;
+        assert_eq!(out.data.len(), 3 * 32 * 32);
+        Ok(())
+    }
+
+    #[test]
+    fn declared_size_is_checked_before_decoding() {
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&[0u8; 3 * 40], 4, 10, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        let limits = ImageLimits {
+            max_pixels: 39,
+            ..ImageLimits::default()
+        };
+        let err = decode_image_with(&png, "tall.png", &limits).expect_err("over budget");
+        assert!(
+            err.to_string()
+                .contains("4x10 = 40 pixels is over the limit of 39"),
+            "{err}"
+        );
+        let small = ImageLimits {
+            max_file_bytes: 10,
+            ..ImageLimits::default()
+        };
+        let err = decode_image_with(&png, "tall.png", &small).expect_err("over bytes");
+        assert!(err.to_string().contains("limit of 10 bytes"), "{err}");
+        let narrow = ImageLimits {
+            max_aspect_ratio: 2,
+            ..ImageLimits::default()
+        };
+        let err = decode_image_with(&png, "tall.png", &narrow).expect_err("too narrow");
+        assert!(
+            err.to_string()
+                .contains("aspect ratio over the limit of 2:1"),
+            "{err}"
+        );
+        assert!(decode_image(&png, "ok.png").is_ok());
+    }
+
+    #[test]
+    fn truncated_jpeg_is_refused() {
+        let img = RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb([(x * 16) as u8, (y * 16) as u8, 9])
+        });
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .write_image(img.as_raw(), 16, 16, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        assert!(decode_image(&jpeg, "whole.jpg").is_ok());
+        let err = decode_image(&jpeg[..jpeg.len() - 40], "cut.jpg").expect_err("truncated");
+        assert!(err.to_string().contains("cut.jpg: truncated JPEG"), "{err}");
     }
 
     #[test]

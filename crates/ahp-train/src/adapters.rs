@@ -13,6 +13,27 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Result, TrainError};
 
+/// Every rank must be at least 1 and at most the width it factorizes: a head's `head_dim` for
+/// per-head LoRA, the hidden size for plain LoRA.
+fn check_ranks(ranks: &[usize], per_head: bool, vision: &ClipVisionConfig) -> Result<()> {
+    let heads = vision.num_attention_heads.max(1);
+    let (max, what) = if per_head {
+        (vision.hidden_size / heads, "the head dimension")
+    } else {
+        (vision.hidden_size, "the hidden size")
+    };
+    match ranks.iter().position(|&r| r == 0 || r > max) {
+        Some(block) => Err(TrainError::option(
+            "rank",
+            format!(
+                "rank {} of block {block} is out of range: ranks go from 1 to {max} ({what})",
+                ranks[block]
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The paper's ranks: 8 in the last two blocks, 2 elsewhere.
 pub fn default_ranks(num_blocks: usize) -> Vec<usize> {
     (0..num_blocks)
@@ -113,6 +134,9 @@ impl Layout {
                 "alpha",
                 format!("must be > 0, got {alpha}"),
             ));
+        }
+        if method.has_lora() {
+            check_ranks(ranks, method.per_head_lora(), vision)?;
         }
         let lora = method.has_lora().then(|| LoraSpec {
             alpha,

@@ -8,6 +8,9 @@ pub enum TrainError {
     /// Model or checkpoint problem.
     #[error(transparent)]
     Model(#[from] ahp_model::ModelError),
+    /// A shared-contract error (atomic write, image limits), naming its file.
+    #[error(transparent)]
+    Spec(#[from] ahp_spec::SpecError),
     /// Data problem.
     #[error(transparent)]
     Data(#[from] ahp_data::DataError),

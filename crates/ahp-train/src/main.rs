@@ -174,6 +174,9 @@ fn run(args: Args) -> Result<()> {
     let steps = match (args.steps, args.epochs) {
         (Some(s), _) => s,
         (None, Some(e)) => {
+            if !(e.is_finite() && e > 0.0) {
+                anyhow::bail!("--epochs: must be a positive number, got {e}");
+            }
             let ds = ahp_data::DomainBedDataset::scan(
                 &args.data,
                 &ahp_data::ScanOptions {

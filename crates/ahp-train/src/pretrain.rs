@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::error::{Result, TrainError};
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
-use crate::state::write_atomic;
+use ahp_spec::files::{write_atomic, TempFile};
 
 /// Beginning-of-text token.
 pub const BOS: &str = "<|startoftext|>";
@@ -643,16 +643,11 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
         .join()
         .map_err(|_| TrainError::run_dir("synthetic image", "the renderer panicked"))?;
     bar.finish_and_clear();
+    let weights = TempFile::next_to(&o.out.join("model.safetensors"))?;
     varmap
-        .save(ahp_model::adapter::tmp_path(
-            &o.out.join("model.safetensors"),
-        ))
+        .save(weights.path())
         .map_err(|e| TrainError::run_dir(o.out.join("model.safetensors"), e.to_string()))?;
-    std::fs::rename(
-        ahp_model::adapter::tmp_path(&o.out.join("model.safetensors")),
-        o.out.join("model.safetensors"),
-    )
-    .map_err(|e| TrainError::run_dir(o.out.join("model.safetensors"), e.to_string()))?;
+    weights.persist()?;
     write_atomic(&o.out.join("config.json"), hf_config_json(&cfg)?.as_bytes())?;
     let pre_json = serde_json::json!({
         "crop_size": {"height": o.image_size, "width": o.image_size},

@@ -1,4 +1,4 @@
-//! Atomic file writes and the resumable training state (`state.safetensors`: parameters,
+//! The resumable training state (`state.safetensors`: parameters,
 //! optimizer moments and the best snapshot as tensors, the rest as JSON metadata, in one file
 //! so a crash can never leave them inconsistent).
 
@@ -13,18 +13,6 @@ use crate::error::{Result, TrainError};
 /// File name of the resumable state in a run directory.
 pub const STATE_FILE: &str = "state.safetensors";
 const META_KEY: &str = "ahp.state";
-
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = ahp_model::adapter::tmp_path(path);
-    let io = |e: std::io::Error| TrainError::run_dir(path, format!("cannot write: {e}"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
-}
 
 /// Scalars of the training state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +34,35 @@ pub struct StateMeta {
     pub zero_shot: Vec<crate::eval::DomainAccuracy>,
     /// Settings that must match on `--resume`.
     pub fingerprint: serde_json::Value,
+    /// The run's id, kept across `--resume` (empty in states written before it was stored).
+    #[serde(default)]
+    pub run_id: String,
+}
+
+/// File name of the run directory's lock.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the exclusive lock of a run directory for as long as the returned file lives, so two
+/// trainings can never write one directory. A second one gets an error naming the directory.
+pub fn lock_run_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| TrainError::run_dir(&path, format!("cannot open the run lock: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::run_dir(
+            dir,
+            "another training is using this run directory (its lock is held); wait for it or choose another --out",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(TrainError::run_dir(
+            &path,
+            format!("cannot lock the run directory: {e}"),
+        )),
+    }
 }
 
 /// Saves tensors (converted to f32) plus `meta` atomically.
@@ -79,7 +96,7 @@ pub fn save_state(path: &Path, tensors: &HashMap<String, Tensor>, meta: &StateMe
     let metadata: HashMap<String, String> = [(META_KEY.to_string(), meta_json)].into();
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| TrainError::run_dir(path, format!("cannot encode state: {e}")))?;
-    write_atomic(path, &bytes)
+    Ok(ahp_spec::files::write_atomic(path, &bytes)?)
 }
 
 /// Loads a state written by [`save_state`].

@@ -24,7 +24,8 @@ use crate::error::{Result, TrainError};
 use crate::eval::{evaluate_samples, split_accuracy, DomainAccuracy, Evaluation, Outcomes};
 use crate::mmd::head_mmd_loss;
 use crate::optim::{lr_at, ParamGroup};
-use crate::state::{load_state, save_state, write_atomic, StateMeta, STATE_FILE};
+use crate::state::{load_state, lock_run_dir, save_state, StateMeta, STATE_FILE};
+use ahp_spec::files::write_atomic;
 
 /// Everything `ahp-train` needs.
 #[derive(Debug, Clone)]
@@ -183,6 +184,23 @@ struct MetricsLine<'a> {
     gates: &'a [Vec<f32>],
 }
 
+/// Names and sha256 of the base model's weight files (hashed once per run).
+fn base_weight_files(clip: &LoadedClip) -> Result<Vec<WeightFile>> {
+    clip.checkpoint
+        .weight_files
+        .iter()
+        .map(|p| {
+            Ok(WeightFile {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: sha256_file(p)?,
+            })
+        })
+        .collect()
+}
+
 fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path)
         .map_err(|e| TrainError::run_dir(path, format!("cannot read: {e}")))?;
@@ -245,6 +263,8 @@ struct Context {
     split: Split,
     classifier: ZeroShotClassifier,
     opts: TrainOptions,
+    /// Names and sha256 of the base model's weight files.
+    base_weights: Vec<WeightFile>,
 }
 
 impl Context {
@@ -296,15 +316,14 @@ impl Context {
     }
 }
 
-fn fingerprint(
-    o: &TrainOptions,
-    layout: &Layout,
-    hp: &Hyperparameters,
-    classes: &[String],
-) -> serde_json::Value {
-    serde_json::json!({
-        "clip": o.clip,
-        "data": o.data.display().to_string(),
+/// What `--resume` must find unchanged: the base weights (by hash) and the data (by
+/// [`data_digest`]), not how their paths are spelled, plus every setting that shapes the run.
+fn fingerprint(ctx: &Context, layout: &Layout, hp: &Hyperparameters) -> Result<serde_json::Value> {
+    let o = &ctx.opts;
+    let classes = &ctx.split.classes;
+    Ok(serde_json::json!({
+        "base_weights": ctx.base_weights,
+        "data": data_digest(&o.data, &ctx.split)?,
         "target_domains": o.target_domains,
         "method": o.method,
         "lora": layout.lora,
@@ -314,7 +333,37 @@ fn fingerprint(
         "holdout_fraction": o.holdout_fraction,
         "templates": o.templates,
         "classes": classes,
-    })
+    }))
+}
+
+/// sha256 over every sample of the split: its split, path relative to the dataset root, labels
+/// and file size. A resumed run refuses a data set that gained, lost or changed an image.
+fn data_digest(root: &Path, split: &Split) -> Result<String> {
+    let mut hasher = sha2::Sha256::new();
+    let mut add = |tag: &str, samples: &[Sample]| -> Result<()> {
+        for s in samples {
+            let size = std::fs::metadata(&s.path)
+                .map_err(|e| TrainError::run_dir(&s.path, format!("cannot read: {e}")))?
+                .len();
+            let rel = s.path.strip_prefix(root).unwrap_or(&s.path);
+            let line = format!(
+                "{tag}\t{}\t{}\t{}\t{size}\n",
+                rel.display(),
+                s.domain,
+                s.class
+            );
+            hasher.update(line.as_bytes());
+        }
+        Ok(())
+    };
+    for s in &split.sources {
+        add("in", &s.in_split)?;
+        add("out", &s.out_split)?;
+    }
+    for t in &split.targets {
+        add("target", &t.samples)?;
+    }
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 fn gate_values(trainable: &Trainable) -> Result<Vec<Vec<f32>>> {
@@ -415,11 +464,13 @@ fn prepare(opts: &TrainOptions) -> Result<(Context, Trainable, Layout)> {
         opts.lora_rank_rule,
     )?;
     let trainable = Trainable::init(layout.clone(), &vision, opts.seed, &device)?;
+    let base_weights = base_weight_files(&clip)?;
     let ctx = Context {
         clip,
         split,
         classifier,
         opts: opts.clone(),
+        base_weights,
     };
     Ok((ctx, trainable, layout))
 }
@@ -430,6 +481,8 @@ struct RunState {
     gates: ParamGroup,
     best: HashMap<String, Tensor>,
     meta: StateMeta,
+    /// The run directory's lock, held until the run ends.
+    _lock: std::fs::File,
 }
 
 /// A fresh state (after the zero-shot evaluation), or the one of an interrupted run.
@@ -441,6 +494,7 @@ fn start_or_resume(
     let opts = &ctx.opts;
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| TrainError::run_dir(&opts.out, format!("cannot create: {e}")))?;
+    let lock = lock_run_dir(&opts.out)?;
     let state_path = opts.out.join(STATE_FILE);
     let mut lora = ParamGroup::new(
         trainable.lora_vars(),
@@ -455,7 +509,7 @@ fn start_or_resume(
         opts.gate_grad_clip,
     )?;
     if opts.resume && state_path.is_file() {
-        let (tensors, meta) = load_state(&state_path, &opts.device)?;
+        let (tensors, mut meta) = load_state(&state_path, &opts.device)?;
         if meta.fingerprint != fp {
             return Err(TrainError::run_dir(
                 &state_path,
@@ -474,11 +528,15 @@ fn start_or_resume(
         gates.optimizer_mut().load_state(&opt_state, meta.gate_t)?;
         eprintln!("resuming {} at step {}", opts.out.display(), meta.next_step);
         truncate_metrics(&opts.out.join(METRICS_FILE), meta.next_step)?;
+        if meta.run_id.is_empty() {
+            meta.run_id = new_run_id(opts);
+        }
         return Ok(RunState {
             lora,
             gates,
             best: strip("best."),
             meta,
+            _lock: lock,
         });
     }
     if !opts.resume && (state_path.exists() || opts.out.join(MANIFEST_FILE).exists()) {
@@ -502,8 +560,24 @@ fn start_or_resume(
             evaluations: Vec::new(),
             zero_shot,
             fingerprint: fp,
+            run_id: new_run_id(opts),
         },
+        _lock: lock,
     })
+}
+
+/// `method-targets-sSEED-UNIXTIME`, fixed when a run starts (a resume keeps it).
+fn new_run_id(opts: &TrainOptions) -> String {
+    format!(
+        "{}-{}-s{}-{}",
+        opts.method.as_str(),
+        opts.target_domains.join("+"),
+        opts.seed,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    )
 }
 
 fn progress_bar(show: bool, steps: u64, position: u64) -> indicatif::ProgressBar {
@@ -525,18 +599,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     validate(opts)?;
     let (ctx, trainable, layout) = prepare(opts)?;
     let hp = hyperparameters(opts);
-    let fp = fingerprint(opts, &layout, &hp, &ctx.split.classes);
+    let fp = fingerprint(&ctx, &layout, &hp)?;
     let mut st = start_or_resume(&ctx, &trainable, fp)?;
-    let run_id = format!(
-        "{}-{}-s{}-{}",
-        opts.method.as_str(),
-        opts.target_domains.join("+"),
-        opts.seed,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    );
+    let run_id = st.meta.run_id.clone();
     let out = Outputs {
         ctx: &ctx,
         trainable: &trainable,
@@ -876,21 +941,7 @@ fn write_outputs(
         ctx.classifier.logit_scale(),
     )?;
     adapter.save(&o.out.join(ADAPTER_FILE))?;
-    let weights = ctx
-        .clip
-        .checkpoint
-        .weight_files
-        .iter()
-        .map(|p| {
-            Ok(WeightFile {
-                name: p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                sha256: sha256_file(p)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let weights = ctx.base_weights.clone();
     let manifest = RunManifest {
         format_version: FORMAT_VERSION,
         run_id: run_id.to_string(),
@@ -914,7 +965,7 @@ fn write_outputs(
     };
     let json = serde_json::to_string_pretty(&manifest)
         .map_err(|e| TrainError::run_dir(o.out.join(MANIFEST_FILE), e.to_string()))?;
-    write_atomic(&o.out.join(MANIFEST_FILE), json.as_bytes())
+    Ok(write_atomic(&o.out.join(MANIFEST_FILE), json.as_bytes())?)
 }
 
 fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
@@ -943,7 +994,7 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    write_atomic(path, kept.as_bytes())
+    Ok(write_atomic(path, kept.as_bytes())?)
 }
 
 fn render_report(

@@ -364,3 +364,105 @@ fn an_empty_holdout_split_is_an_error_naming_the_domain() {
         ],
     ));
 }
+
+fn run_id(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("run.json")).expect("run.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["run_id"].as_str().expect("run_id").to_string()
+}
+
+#[test]
+fn hostile_options_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = common::synth_data(tmp.path());
+    // D18: these once ran one step, trained with rank 0, or aborted on rank 100000.
+    for (extra, option) in [
+        (&["--epochs", "0"][..], "--epochs"),
+        (&["--epochs", "NaN"][..], "--epochs"),
+        (&["--rank", "0", "--steps", "2"][..], "--rank"),
+        (&["--rank", "100000", "--steps", "2"][..], "--rank"),
+    ] {
+        let out = ahp_train()
+            .args(args_with(&data, &tmp.path().join("run"), extra))
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} must fail");
+        assert!(
+            stderr.contains(option) && !stderr.contains("panicked"),
+            "{extra:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn run_directory_faults_are_caught() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = common::synth_data(tmp.path());
+    // D1 in training: an aspect-ratio bomb among the images is skipped, the run completes.
+    let mut bomb = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new_with_quality(
+            &mut bomb,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::NoFilter,
+        ),
+        &vec![0u8; 10_000_000],
+        1,
+        10_000_000,
+        image::ExtendedColorType::L8,
+    )
+    .expect("encode");
+    std::fs::write(data.join("photo/circle/bomb.png"), &bomb).expect("write");
+    let run = tmp.path().join("run");
+    let args = args_with(
+        &data,
+        &run,
+        &["--steps", "4", "--eval-every", "2", "--batch-size", "12"],
+    );
+    let out = ahp_train().args(&args).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = run_id(&run);
+
+    // D20: resuming a finished run keeps its id.
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    let out = ahp_train().args(&resume).output().expect("resume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run_id(&run), first);
+
+    // D7: a second training on a locked directory is refused.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(run.join(".lock"))
+        .expect("lock file");
+    lock.lock().expect("lock");
+    let out = ahp_train().args(&resume).output().expect("locked");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("another training"),
+        "{stderr}"
+    );
+    drop(lock);
+
+    // D8: a changed data set is refused on resume (the path is the same, the samples are not).
+    std::fs::copy(
+        data.join("photo/circle/0.png"),
+        data.join("photo/circle/extra.png"),
+    )
+    .expect("copy");
+    let out = ahp_train().args(&resume).output().expect("changed data");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("different settings"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ahp_model::checkpoint::Checkpoint;
 use ahp_model::{l2_normalize, Adapter, ClipModel, ClipTokenizer, HeadHooks, ZeroShotClassifier};
+use ahp_spec::files::TempFile;
 use ahp_spec::io::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use ahp_spec::run::{Method, RunManifest, WeightFile, ADAPTER_FILE, MANIFEST_FILE};
 use ahp_spec::{ClipConfig, PreprocessConfig};
@@ -394,6 +395,9 @@ pub struct ExportOptions {
     pub verify: bool,
     /// Remove heads whose gate is `<=` this threshold.
     pub prune_threshold: Option<f32>,
+    /// Allow pruning every head of a block (its attention then reduces to `out_proj`'s bias;
+    /// refused by default).
+    pub prune_empty_blocks: bool,
     /// Images in the validation batch (at least 2).
     pub validation_batch: usize,
     /// Seed of the validation pixels.
@@ -408,6 +412,7 @@ impl Default for ExportOptions {
             onnx: OnnxOptions::default(),
             verify: true,
             prune_threshold: None,
+            prune_empty_blocks: false,
             validation_batch: 2,
             seed: 0x5eed,
             triton: None,
@@ -445,60 +450,6 @@ pub struct ExportSummary {
     pub triton_dir: Option<PathBuf>,
 }
 
-/// A file that is deleted when dropped unless [`TempFile::persist`] moved it into place.
-#[derive(Debug)]
-pub struct TempFile {
-    path: PathBuf,
-    done: bool,
-}
-
-impl TempFile {
-    /// A temporary path next to `dest` (same directory, so the final rename is atomic).
-    pub fn next_to(dest: &Path) -> Result<Self> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| ExportError::file(dest, "not a file path"))?
-            .to_string_lossy()
-            .to_string();
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(ExportError::file(&dir, "output directory does not exist"));
-        }
-        Ok(Self {
-            path: dir.join(format!(".{name}.{}.tmp", std::process::id())),
-            done: false,
-        })
-    }
-
-    /// The temporary path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Renames the file to `dest`.
-    pub fn persist(mut self, dest: &Path) -> Result<()> {
-        std::fs::rename(&self.path, dest).map_err(|e| {
-            ExportError::file(
-                dest,
-                format!("cannot move {} here: {e}", self.path.display()),
-            )
-        })?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Builds, writes, validates and moves the model to `output`. On failure `output` is not
 /// created (an existing file there is left untouched) and the temporary file is removed.
 pub fn export(
@@ -513,6 +464,11 @@ pub fn export(
         .prune_threshold
         .map(|t| prune::plan(&prepared.gates, nh, t))
         .transpose()?;
+    if let Some(p) = &plan {
+        if !options.prune_empty_blocks {
+            p.check_no_empty_block()?;
+        }
+    }
     let model = onnx::build_model(
         &VisionGraph {
             config: cfg,
@@ -592,7 +548,7 @@ pub fn export(
         }
         None => None,
     };
-    tmp.persist(output)?;
+    tmp.persist()?;
     Ok(ExportSummary {
         path: output.to_path_buf(),
         bytes,

@@ -48,6 +48,9 @@ struct Args {
     /// Remove heads whose gate is <= THRESHOLD from the graph.
     #[arg(long, value_name = "THRESHOLD")]
     prune_heads: Option<f32>,
+    /// With --prune-heads: allow removing every head of a block (refused by default).
+    #[arg(long, requires = "prune_heads")]
+    prune_empty_blocks: bool,
     /// Also write a Triton model repository entry under this directory.
     #[arg(long, value_name = "REPO_DIR")]
     triton: Option<PathBuf>,
@@ -118,6 +121,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         verify: !args.no_verify,
         prune_threshold: args.prune_heads,
+        prune_empty_blocks: args.prune_empty_blocks,
         validation_batch: args.validation_batch,
         triton,
         ..ExportOptions::default()

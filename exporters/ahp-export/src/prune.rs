@@ -34,6 +34,21 @@ impl PrunePlan {
     pub fn heads_per_block(&self) -> Vec<usize> {
         self.kept.iter().map(Vec::len).collect()
     }
+
+    /// Refuses a plan that removes every head of some block.
+    pub fn check_no_empty_block(&self) -> Result<()> {
+        let empty: Vec<usize> = (0..self.kept.len())
+            .filter(|&b| self.kept[b].is_empty())
+            .collect();
+        if empty.is_empty() {
+            return Ok(());
+        }
+        Err(ExportError::Invalid(format!(
+            "--prune-heads {} removes every head of block(s) {empty:?}: their attention would reduce to a constant; \
+             lower the threshold, or pass --prune-empty-blocks to allow it",
+            self.threshold
+        )))
+    }
 }
 
 /// Plans pruning from the gate values of every block (`None`: a block without gates keeps all

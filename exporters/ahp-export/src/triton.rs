@@ -120,14 +120,11 @@ pub fn write_repository(repo: &Path, onnx_file: &Path, m: &TritonModel) -> Resul
     std::fs::create_dir_all(&version_dir)
         .map_err(|e| ExportError::file(&version_dir, format!("cannot create: {e}")))?;
     let dest = version_dir.join("model.onnx");
-    let tmp = version_dir.join(".model.onnx.tmp");
-    std::fs::copy(onnx_file, &tmp)
-        .map_err(|e| ExportError::file(&tmp, format!("cannot copy the model here: {e}")))?;
-    std::fs::rename(&tmp, &dest)
-        .map_err(|e| ExportError::file(&dest, format!("cannot move the model here: {e}")))?;
-    let cfg = model_dir.join("config.pbtxt");
-    std::fs::write(&cfg, config_pbtxt(m))
-        .map_err(|e| ExportError::file(&cfg, format!("cannot write: {e}")))?;
+    let tmp = ahp_spec::files::TempFile::next_to(&dest)?;
+    std::fs::copy(onnx_file, tmp.path())
+        .map_err(|e| ExportError::file(tmp.path(), format!("cannot copy the model here: {e}")))?;
+    tmp.persist()?;
+    ahp_spec::files::write_atomic(&model_dir.join("config.pbtxt"), config_pbtxt(m).as_bytes())?;
     Ok(model_dir)
 }
 

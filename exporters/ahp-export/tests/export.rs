@@ -313,11 +313,24 @@ fn pruning_removes_heads_and_matches_masked_model() {
     let model = onnx::read_model(&path).expect("read");
     assert!(onnx::metadata_value(&model, ahp_export::export::META_PRUNED_HEADS).is_some());
 
-    // A threshold above every gate removes every head: attention reduces to out_proj's bias.
+    // A threshold above every gate removes every head: refused (D10) unless asked for, when
+    // attention reduces to out_proj's bias.
     let path = dir.path().join("all.onnx");
     let options = ExportOptions {
         prune_threshold: Some(100.0),
         ..ExportOptions::default()
+    };
+    let err = export(&prepared, &path, &options).expect_err("every head of a block");
+    assert!(
+        err.to_string()
+            .contains("removes every head of block(s) [0")
+            && err.to_string().contains("--prune-empty-blocks"),
+        "{err}"
+    );
+    assert!(!path.exists());
+    let options = ExportOptions {
+        prune_empty_blocks: true,
+        ..options
     };
     let summary = export(&prepared, &path, &options).expect("all heads pruned");
     assert!(!summary.graph.op_types.contains_key("Softmax"));

@@ -116,7 +116,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = set.config()?;
             let sheet = synth::contact_sheet(&cfg, index)?;
             let bytes = synth::encode_png(&sheet, &out)?;
-            synth::write_file_atomic(&out, &bytes)?;
+            ahp_spec::files::write_atomic(&out, &bytes)?;
             println!(
                 "wrote {}x{} contact sheet ({} domains x {} classes, image {index}) to {}",
                 sheet.width(),

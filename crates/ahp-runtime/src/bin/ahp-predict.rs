@@ -5,13 +5,15 @@
 //! counted while the others are processed; the exit code is 1 if any file failed, 2 if the model
 //! could not be loaded.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use ahp_runtime::cli::ImageLimitArgs;
+use ahp_runtime::preprocess::ImageLimits;
 use ahp_runtime::{Classifier, ExecutionProvider};
-use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -59,45 +61,96 @@ struct Args {
     /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    limits: ImageLimitArgs,
 }
 
 fn parse_device(s: &str) -> Result<ExecutionProvider, String> {
     s.parse()
 }
 
-/// The files to classify: explicit files as given, directories walked recursively (sorted,
-/// image extensions only).
-fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("{}: cannot read directory", dir.display()))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("{}: cannot read directory", dir.display()))?;
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(path);
-            }
+/// One input to classify: a file, or an entry of a walked directory that cannot be used
+/// (reported like an undecodable image, while the others are classified).
+enum Input {
+    File(PathBuf),
+    Unusable(PathBuf, String),
+}
+
+impl Input {
+    fn path(&self) -> &Path {
+        match self {
+            Self::File(p) | Self::Unusable(p, _) => p,
         }
-        Ok(())
     }
-    let mut files = Vec::new();
+}
+
+/// The inputs to classify: explicit files as given, directories walked recursively (sorted,
+/// image extensions only). Each real directory is visited once, so symlink loops end; an
+/// unreadable directory and a non-regular `*.png` (a FIFO, a device) become per-entry errors.
+fn collect_inputs(inputs: &[PathBuf]) -> Vec<Input> {
+    let mut walker = Walker::default();
     for input in inputs {
         if input.is_dir() {
-            walk(input, &mut files)?;
+            walker.walk(input);
         } else {
-            // Missing files are reported per image, like undecodable ones.
-            files.push(input.clone());
+            // Missing and non-regular files are reported per image, like undecodable ones.
+            walker.out.push(Input::File(input.clone()));
         }
     }
-    Ok(files)
+    walker.out
+}
+
+#[derive(Default)]
+struct Walker {
+    visited: HashSet<PathBuf>,
+    out: Vec<Input>,
+}
+
+impl Walker {
+    fn walk(&mut self, dir: &Path) {
+        match std::fs::canonicalize(dir) {
+            Ok(real) => {
+                if !self.visited.insert(real) {
+                    return;
+                }
+            }
+            Err(e) => return self.unusable(dir, format!("cannot resolve directory: {e}")),
+        }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => return self.unusable(dir, format!("cannot read directory: {e}")),
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => paths.push(entry.path()),
+                Err(e) => return self.unusable(dir, format!("cannot read directory: {e}")),
+            }
+        }
+        paths.sort();
+        for path in paths {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => self.walk(&path),
+                _ if !has_image_extension(&path) => {}
+                Ok(m) if !m.is_file() => {
+                    self.unusable(&path, "not a regular file: skipped".to_string())
+                }
+                // Regular files, and dangling links (reported when read).
+                _ => self.out.push(Input::File(path)),
+            }
+        }
+    }
+
+    fn unusable(&mut self, path: &Path, why: String) {
+        let message = format!("{}: {why}", path.display());
+        self.out.push(Input::Unusable(path.to_path_buf(), message));
+    }
+}
+
+fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// One line of `--json` output for a classified image.
@@ -146,7 +199,7 @@ fn main() -> ExitCode {
 
 /// Returns the number of failed images.
 fn run(args: &Args) -> anyhow::Result<usize> {
-    let files = collect_inputs(&args.inputs)?;
+    let files = collect_inputs(&args.inputs);
     if files.is_empty() {
         anyhow::bail!("no image files in the given inputs");
     }
@@ -183,9 +236,10 @@ fn run(args: &Args) -> anyhow::Result<usize> {
     };
 
     let top_k = args.top_k as usize;
+    let limits = args.limits.limits();
     let path_width = files
         .iter()
-        .map(|p| p.display().to_string().chars().count())
+        .map(|p| p.path().display().to_string().chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 60);
@@ -212,7 +266,7 @@ fn run(args: &Args) -> anyhow::Result<usize> {
     let mut failed = 0usize;
     let mut done = 0usize;
     for chunk in files.chunks(args.batch_size as usize) {
-        let outcomes = classify_chunk(&classifier, chunk, top_k);
+        let outcomes = classify_chunk(&classifier, chunk, top_k, &limits);
         for o in outcomes {
             progress.suspend(|| -> anyhow::Result<()> {
                 match &o.result {
@@ -275,15 +329,25 @@ fn run(args: &Args) -> anyhow::Result<usize> {
 /// Decodes and preprocesses a chunk of files in parallel, runs the good ones as one batch and
 /// returns one outcome per file, in order. `ms` per image: its own decode + preprocess time plus
 /// its share of the batch's model run.
-fn classify_chunk(classifier: &Classifier, chunk: &[PathBuf], top_k: usize) -> Vec<Outcome> {
+fn classify_chunk(
+    classifier: &Classifier,
+    chunk: &[Input],
+    top_k: usize,
+    limits: &ImageLimits,
+) -> Vec<Outcome> {
     let cfg = classifier.preprocess_config();
     let prepared: Vec<(Result<Vec<f32>, String>, f64)> = chunk
         .par_iter()
-        .map(|path| {
+        .map(|input| {
             let t = Instant::now();
-            let r = ahp_runtime::preprocess::preprocess_file(path, cfg)
-                .map(|p| p.data)
-                .map_err(|e| e.to_string());
+            let r = match input {
+                Input::File(path) => {
+                    ahp_runtime::preprocess::preprocess_file_with(path, cfg, limits)
+                        .map(|p| p.data)
+                        .map_err(|e| e.to_string())
+                }
+                Input::Unusable(_, why) => Err(why.clone()),
+            };
             (r, t.elapsed().as_secs_f64() * 1e3)
         })
         .collect();
@@ -309,17 +373,18 @@ fn classify_chunk(classifier: &Classifier, chunk: &[PathBuf], top_k: usize) -> V
     .into_iter();
     chunk
         .iter()
+        .map(Input::path)
         .zip(prepared)
         .map(|(path, (r, ms))| match r {
             Ok(_) => Outcome {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 result: predictions
                     .next()
                     .unwrap_or_else(|| Err("missing prediction".to_string())),
                 ms: ms + run_share,
             },
             Err(e) => Outcome {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 result: Err(e),
                 ms,
             },
