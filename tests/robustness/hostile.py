@@ -150,7 +150,8 @@ class Suite:
         bomb = [l for l in lines if l.get("path", "").endswith("aspect.png")]
         good = [l for l in lines if l.get("path", "").endswith("good.png")]
         self.check("D1 predict: aspect bomb is a per-image error, the good image classified",
-                   r[0] == 1 and bomb and "error" in bomb[0] and good and "top" in good[0] and r[3] < 20,
+                   r[0] == 1 and bomb and "aspect ratio" in bomb[0].get("error", "") and good
+                   and "top" in good[0] and r[3] < 20,
                    f"exit {r[0]} in {r[3]:.1f} s, stdout {r[1][-300:]!r}, stderr {r[2][-300:]!r}")
         r = self.run("ahp-predict", [MODEL, c / "aspect_small.png"], timeout=30)
         self.clean_error("D2 predict: 274-byte 1x100000 PNG refused", r, ["aspect ratio"])
@@ -236,15 +237,18 @@ class Suite:
             self.clean_error(f"D5 serve: {' '.join(args)} refused", r, [needle], code=2)
         r = self.run("ahp-serve", [c / "absurd.onnx", "--addr", "127.0.0.1:0"], timeout=20)
         self.clean_error("D14 serve: absurd ahp.resize refused at load", r, ["ahp.resize"], code=2)
-        with Server(self, MODEL, ["--max-concurrency", "4", "--header-timeout-s", "1",
+        # 16 slots: the 32 stalled bodies hold them for two body timeouts at most.
+        with Server(self, MODEL, ["--max-concurrency", "16", "--header-timeout-s", "1",
                                   "--body-timeout-s", "1", "--shutdown-grace-s", "1"]) as s:
             if not s.addr:
                 return self.check("serve: starts", False, s.log())
-            for name, case in [("aspect.png", "D1"), ("aspect_small.png", "D2"), ("huge.png", "D2")]:
+            for name, case, needle in [("aspect.png", "D1", b"aspect ratio"), ("aspect_small.png", "D2", b"aspect ratio"),
+                                       ("huge.png", "D2", b"over the limit")]:
                 t = time.monotonic()
                 status, body = s.post((c / name).read_bytes())
-                self.check(f"{case} serve: {name} gets a 4xx within seconds",
-                           400 <= status < 500 and time.monotonic() - t < 10, f"{status} {body[:200]!r}")
+                self.check(f"{case} serve: {name} gets a 4xx naming the limit within seconds",
+                           400 <= status < 500 and needle in body and time.monotonic() - t < 10,
+                           f"{status} {body[:200]!r}")
                 status, _ = s.post(GOOD.read_bytes())
                 self.check(f"{case} serve: still serving after {name}", status == 200, str(status))
             for name in ["truncated.jpg", "garbage.png", "zero.png"]:
@@ -268,13 +272,20 @@ class Suite:
                 try:
                     data = k.recv(4096)
                     cut += 1 if (data == b"" or data.startswith(b"HTTP/1.1 408")) else 0
-                except OSError:
+                except socket.timeout:
+                    pass  # still open after 5 s more: not cut off
+                except ConnectionResetError:
                     cut += 1
                 k.close()
             self.check("D3 serve: stalled clients are cut off", cut == len(stalled), f"{cut} of {len(stalled)}")
             status, body = s.get("/healthz")
             self.check("serve: healthy after the hostile requests", status == 200, f"{status} {body!r}")
-            # D4: SIGTERM completes within the grace period while a client is stalled mid-body.
+        # D4: SIGTERM completes within the grace period while a client is stalled mid-body (the
+        # body timeout is far longer than the test: only the shutdown deadline can end it).
+        with Server(self, MODEL, ["--body-timeout-s", "600", "--request-timeout-s", "600",
+                                  "--shutdown-grace-s", "1"]) as s:
+            if not s.addr:
+                return self.check("serve: starts", False, s.log())
             k = socket.create_connection(s.addr)
             k.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx")
             t = time.monotonic()
@@ -346,29 +357,23 @@ class Suite:
         self.check("D1/D12 train: a bomb and a FIFO among the images are skipped, the run completes",
                    r[0] == 0 and (run / "run.json").exists() and "panicked" not in r[2], r[2][-500:])
         run_id = json.loads((run / "run.json").read_text())["run_id"] if (run / "run.json").exists() else None
+        time.sleep(1.1)  # run ids have a one-second resolution: a new one would differ
         r = self.run("ahp-train", base + ["--resume"], timeout=300)
         same = (run / "run.json").exists() and json.loads((run / "run.json").read_text())["run_id"] == run_id
         self.check("D20 train: --resume on a finished run keeps run.json's run_id", r[0] == 0 and same, r[2][-300:])
-        # D7: two trainings on one directory.
-        other = self.out / "run2"
-        shutil.rmtree(other, ignore_errors=True)
-        args2 = [str(a) for a in base]
-        args2[args2.index(str(run))] = str(other)
-        args2[args2.index("--steps") + 1] = "150"
-        first = subprocess.Popen([str(self.bin / "ahp-train")] + args2, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, preexec_fn=self.limit)
-        deadline = time.monotonic() + 60
-        while not (other / ".lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.3)
-        r = self.run("ahp-train", args2 + ["--resume"], timeout=120)
-        first_rc = first.wait(timeout=300)
+        # D7: a second training on a directory whose lock is held (by this process, standing in
+        # for a running training: the same flock) is refused, and the run is left as it was.
+        import fcntl
+        before = (run / "run.json").read_bytes() if (run / "run.json").exists() else b""
+        with open(run / ".lock", "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            r = self.run("ahp-train", base + ["--resume"], timeout=120)
         self.clean_error("D7 train: a second training on the same --out is refused", r, ["another training"])
-        self.check("D7 train: the first training completes", first_rc == 0, f"exit {first_rc}")
+        self.check("D7 train: the locked run is untouched", (run / "run.json").read_bytes() == before)
         # D8: changed data on resume.
         shutil.copy(data / "photo" / "circle" / "0.png", data / "photo" / "circle" / "extra.png")
         r = self.run("ahp-train", base + ["--resume"], timeout=120)
-        self.clean_error("D8 train: --resume with a changed data set is refused", r, ["different settings"])
+        self.clean_error("D8 train: --resume with a changed data set is refused", r, ["differs: data"])
         for args, needle in [(["--epochs", "0"], "--epochs"), (["--epochs", "NaN"], "--epochs"),
                              (["--rank", "0"], "--rank"), (["--rank", "100000"], "--rank")]:
             a = [str(x) for x in base]
@@ -422,7 +427,9 @@ class Server:
         self.p = subprocess.Popen([str(self.suite.bin / "ahp-serve"), str(self.model), "--addr", "127.0.0.1:0"]
                                   + self.args, stdout=subprocess.PIPE, stderr=self.logf,
                                   preexec_fn=self.suite.limit)
-        line = self.p.stdout.readline().decode()
+        import select
+        ready, _, _ = select.select([self.p.stdout], [], [], 60)
+        line = self.p.stdout.readline().decode() if ready else ""
         if line.startswith("listening on http://"):
             host, port = line.strip().rsplit("/", 1)[1].split(":")
             self.addr = (host, int(port))

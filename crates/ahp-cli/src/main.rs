@@ -117,6 +117,15 @@ fn classify(args: ClassifyArgs) -> Result<()> {
             args.classes.join(",")
         );
     }
+    if let Some(dup) = labels
+        .iter()
+        .enumerate()
+        .find(|(i, l)| labels[..*i].contains(l))
+    {
+        bail!("--classes: label `{}` is given twice", dup.1);
+    }
+    ahp_spec::run::check_templates(std::slice::from_ref(&args.template))
+        .map_err(|m| anyhow::anyhow!("--template: {m}"))?;
     let zs = ZeroShotClassifier::new(&clip.model, &clip.tokenizer, &labels, &args.template)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let files = expand_inputs(&args.inputs)?;

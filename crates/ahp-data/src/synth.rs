@@ -440,17 +440,18 @@ struct Marker {
 /// Readies `out` for `next`: a new or empty directory is fine; one written before by
 /// [`generate`] (it has the marker) loses the previous images `next` does not rewrite; any
 /// other non-empty directory is refused, so stale images never mix into the data set.
-fn prepare_out_dir(out: &Path, next: &Marker) -> Result<()> {
+fn prepare_out_dir(out: &Path, next: &Marker) -> Result<Option<Marker>> {
     let Ok(mut entries) = std::fs::read_dir(out) else {
-        return Ok(());
+        return Ok(None);
     };
     if entries.next().is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let marker = out.join(MARKER_FILE);
     let previous: Marker = std::fs::read(&marker)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(Marker::is_plausible)
         .or_else(|| legacy_marker(out))
         .ok_or_else(|| DataError::OutputDir {
             path: out.to_path_buf(),
@@ -481,7 +482,45 @@ fn prepare_out_dir(out: &Path, next: &Marker) -> Result<()> {
             let _ = std::fs::remove_dir(out.join(domain));
         }
     }
-    Ok(())
+    Ok(Some(previous))
+}
+
+impl Marker {
+    /// Only style and shape names and a sane count: a hand-edited marker can never make
+    /// `prepare_out_dir` remove files outside the data set or loop for ages.
+    fn is_plausible(&self) -> bool {
+        self.domains
+            .iter()
+            .all(|d| Style::ALL.iter().any(|s| s.name() == d))
+            && self
+                .classes
+                .iter()
+                .all(|c| Shape::ALL.iter().any(|s| s.name() == c))
+            && self.per_class <= 1_000_000
+    }
+
+    /// Both markers' contents: what the directory may hold while a generation runs.
+    fn union(&self, other: &Marker) -> Marker {
+        let merge = |a: &[String], b: &[String]| {
+            let mut v = a.to_vec();
+            v.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+            v
+        };
+        Marker {
+            domains: merge(&self.domains, &other.domains),
+            classes: merge(&self.classes, &other.classes),
+            per_class: self.per_class.max(other.per_class),
+        }
+    }
+
+    fn write(&self, out: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| DataError::option("synth", format!("cannot serialize the marker: {e}")))?;
+        Ok(ahp_spec::files::write_atomic(
+            &out.join(MARKER_FILE),
+            &json,
+        )?)
+    }
 }
 
 /// What a directory written before markers existed holds, if it looks like one: only
@@ -525,7 +564,12 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
         classes: shapes.iter().map(|s| s.name().to_string()).collect(),
         per_class: cfg.per_class,
     };
-    prepare_out_dir(out, &marker)?;
+    let previous = prepare_out_dir(out, &marker)?;
+    // Until the generation completes the directory may hold both sets (a killed run).
+    std::fs::create_dir_all(out).map_err(|e| DataError::io(out, "create directory", e))?;
+    previous
+        .map_or(marker.clone(), |p| p.union(&marker))
+        .write(out)?;
     for style in &cfg.domains {
         for shape in shapes {
             let dir = out.join(style.name()).join(shape.name());
@@ -551,9 +595,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
         let bytes = encode_png(&image, &path)?;
         Ok::<(), DataError>(ahp_spec::files::write_atomic(&path, &bytes)?)
     })?;
-    let marker_json = serde_json::to_vec_pretty(&marker)
-        .map_err(|e| DataError::option("synth", format!("cannot serialize the marker: {e}")))?;
-    ahp_spec::files::write_atomic(&out.join(MARKER_FILE), &marker_json)?;
+    marker.write(out)?;
     let per_class_domain = shapes.len() * cfg.per_class;
     Ok(SynthSummary {
         out_dir: out.to_path_buf(),

@@ -582,8 +582,10 @@ impl Classifier {
     /// Top `top_k` `(label, probability)` pairs of one image, most likely first.
     pub fn classify(&self, image: &DynamicImage, top_k: usize) -> Result<Vec<(String, f32)>> {
         let mut all = self.classify_batch(std::slice::from_ref(image), top_k)?;
-        all.pop()
-            .ok_or_else(|| Error::InvalidInput("empty result".to_string()))
+        all.pop().ok_or_else(|| Error::Contract {
+            model: self.model.clone(),
+            message: "ONNX Runtime returned no prediction for the image".to_string(),
+        })
     }
 
     /// [`classify`](Self::classify) for several images in one run.

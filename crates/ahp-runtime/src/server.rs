@@ -304,27 +304,39 @@ pub async fn serve(
     Ok(())
 }
 
-/// Completes on ctrl-c (SIGINT) or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on ctrl-c (SIGINT) or, on Unix, SIGTERM. The handlers are installed when this is
+/// called (inside a tokio runtime), not when the future is first polled, so a signal that
+/// arrives right after the server announced its address is not lost (it would kill the process).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut int, mut term) = signals;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(int.take()) => {},
+                () = wait(term.take()) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
@@ -361,6 +373,11 @@ async fn batcher(
                 Ok(Some(job)) => jobs.push(job),
                 _ => break,
             }
+        }
+        // Requests that timed out or whose client left are not run.
+        jobs.retain(|job| !job.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
         }
         let classifier = Arc::clone(&classifier);
         let stats = Arc::clone(&stats);
@@ -558,7 +575,7 @@ async fn classify_inner(
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
-            "batcher stopped",
+            "the batcher has stopped (the server is shutting down or broken; see GET /healthz)",
         )
     })?;
     let (logits, batch) = answer
@@ -567,7 +584,7 @@ async fn classify_inner(
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
-                "batch dropped",
+                "the batcher dropped this request without a result (a model run failed; see the server log); retry",
             )
         })?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inference_failed", e))?;

@@ -53,8 +53,11 @@ impl TempFile {
     /// Flushes the temporary file to disk and renames it over the destination given to
     /// [`TempFile::next_to`].
     pub fn persist(mut self) -> Result<()> {
-        let io = |e: std::io::Error| SpecError::file(&self.path, format!("cannot sync: {e}"));
-        File::open(&self.path)
+        let io = |e: std::io::Error| write_error(&self.dest, &self.path, "sync", e);
+        // A writable handle: Windows refuses to flush a read-only one.
+        File::options()
+            .write(true)
+            .open(&self.path)
             .and_then(|f| f.sync_all())
             .map_err(io)?;
         // The destination may have changed kind since `next_to` (checked again just before).
@@ -82,15 +85,29 @@ impl Drop for TempFile {
 /// Writes `bytes` to `path` atomically (see the module documentation).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = TempFile::next_to(path)?;
+    // Truncate, not create_new: a temporary file of a killed process whose PID came back (a
+    // container's PID 1) is ours to overwrite.
     let mut f = File::options()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .open(tmp.path())
-        .map_err(|e| SpecError::file(tmp.path(), format!("cannot create: {e}")))?;
+        .map_err(|e| write_error(path, tmp.path(), "create", e))?;
     f.write_all(bytes)
-        .map_err(|e| SpecError::file(tmp.path(), format!("cannot write: {e}")))?;
+        .map_err(|e| write_error(path, tmp.path(), "write", e))?;
     drop(f);
     tmp.persist()
+}
+
+/// A failed write, naming the destination first (the temporary file is gone by then).
+fn write_error(dest: &Path, tmp: &Path, action: &str, e: std::io::Error) -> SpecError {
+    SpecError::file(
+        dest,
+        format!(
+            "cannot {action} it (through the temporary {}): {e}",
+            tmp.display()
+        ),
+    )
 }
 
 /// Reads a whole regular file of at most `max_bytes` bytes. Non-regular files (FIFOs, device

@@ -38,7 +38,13 @@ impl ModelInfo {
         let get = |key: &'static str| properties.get(key).map(|v| v.trim());
 
         let labels_raw =
-            get(meta::LABELS).ok_or_else(|| err(meta::LABELS, "missing".to_string()))?;
+            get(meta::LABELS).ok_or_else(|| {
+                err(
+                    meta::LABELS,
+                    "missing (this ONNX file was not written by ahp-export; export one with `ahp-export --run DIR OUT.onnx`)"
+                        .to_string(),
+                )
+            })?;
         let labels: Vec<String> = serde_json::from_str(labels_raw).map_err(|e| {
             err(
                 meta::LABELS,

@@ -274,7 +274,7 @@ pub fn decode_image_with(
         return Err(SpecError::image(
             source_name,
             format!(
-                "{} bytes is over the limit of {} bytes per image",
+                "{} bytes is over the limit of {} bytes per image (--max-image-bytes)",
                 bytes.len(),
                 limits.max_file_bytes
             ),
@@ -334,7 +334,7 @@ fn check_declared_size(
         return Err(SpecError::image(
             source_name,
             format!(
-                "{width}x{height} has an aspect ratio over the limit of {}:1",
+                "{width}x{height} has an aspect ratio over the limit of {}:1 (--max-aspect-ratio)",
                 limits.max_aspect_ratio
             ),
         ));
@@ -343,7 +343,7 @@ fn check_declared_size(
         return Err(SpecError::image(
             source_name,
             format!(
-                "{width}x{height} = {pixels} pixels is over the limit of {} pixels per image",
+                "{width}x{height} = {pixels} pixels is over the limit of {} pixels per image (--max-image-pixels)",
                 limits.max_pixels
             ),
         ));
@@ -351,10 +351,29 @@ fn check_declared_size(
     Ok(())
 }
 
-/// Whether a JPEG stream has an end-of-image marker (`FF D9`); entropy-coded data stuffs every
-/// `FF` byte, so the marker only appears as a marker. Trailing bytes after it are allowed.
+/// Whether a JPEG stream has an end-of-image marker (`FF D9`) after its first scan. The marker
+/// segments before the scan (EXIF thumbnails, ICC profiles: they may hold an `FF D9` of their
+/// own) are skipped by their lengths; entropy-coded data stuffs every `FF` byte, so after the
+/// scan starts `FF D9` only appears as the marker. Trailing bytes after it are allowed.
 fn has_jpeg_end(bytes: &[u8]) -> bool {
-    bytes.windows(2).rev().any(|w| w == [0xFF, 0xD9])
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        if marker == 0xDA {
+            let scan = (i + 2 + len).min(bytes.len());
+            return bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
 }
 
 /// Converts any decoded image to 8-bit RGB as transformers' `convert_to_rgb` does: gray is
@@ -681,6 +700,12 @@ mod tests {
         assert!(decode_image(&jpeg, "whole.jpg").is_ok());
         let err = decode_image(&jpeg[..jpeg.len() - 40], "cut.jpg").expect_err("truncated");
         assert!(err.to_string().contains("cut.jpg: truncated JPEG"), "{err}");
+        // An `FF D9` inside a segment before the scan (as in an EXIF thumbnail) does not count.
+        let mut with_app = jpeg[..2].to_vec();
+        with_app.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0x00, 0x00]);
+        with_app.extend_from_slice(&jpeg[2..jpeg.len() - 40]);
+        let err = decode_image(&with_app, "exif.jpg").expect_err("truncated with a thumbnail");
+        assert!(err.to_string().contains("truncated JPEG"), "{err}");
     }
 
     #[test]

@@ -121,10 +121,11 @@ impl Layout {
     ) -> Result<Self> {
         if ranks.len() != vision.num_hidden_layers {
             return Err(TrainError::option(
-                "rank",
+                "ranks",
                 format!(
-                    "{} ranks given for {} vision blocks",
+                    "{} values given, the vision tower has {} blocks (give 1 or {})",
                     ranks.len(),
+                    vision.num_hidden_layers,
                     vision.num_hidden_layers
                 ),
             ));
@@ -151,6 +152,17 @@ impl Layout {
             targets: vec![Projection::Q, Projection::V],
             per_head: method.per_head_lora(),
         });
+        if let Some(l) = lora.as_ref().filter(|l| !l.per_head) {
+            if let Some(&r) = l.ranks.iter().find(|&&r| r > vision.hidden_size) {
+                return Err(TrainError::option(
+                    "rank",
+                    format!(
+                        "plain LoRA's budget-matched rank {r} exceeds the hidden size {}; give smaller ranks or --lora-ranks as-given",
+                        vision.hidden_size
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             method,
             lora,

@@ -34,7 +34,7 @@ pub enum TrainError {
         message: String,
     },
     /// The loss or a gradient became non-finite.
-    #[error("training diverged at step {step}: {message}")]
+    #[error("training diverged at step {step}: {message}; lower --lr / --gate-lr, or keep --grad-clip / --gate-grad-clip above 0")]
     Diverged {
         /// The step.
         step: u64,

@@ -459,10 +459,16 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary>
             format!("must be in 1..={}", Shape::ALL.len()),
         ));
     }
-    if o.steps == 0 || o.batch_size < 2 {
+    if o.steps == 0 {
+        return Err(TrainError::option("steps", "must be at least 1"));
+    }
+    if o.batch_size < 2 {
         return Err(TrainError::option(
-            "steps",
-            "need at least 1 step of at least 2 images",
+            "batch-size",
+            format!(
+                "must be at least 2 (the contrastive loss needs pairs), got {}",
+                o.batch_size
+            ),
         ));
     }
     if !(o.lr > 0.0 && o.lr.is_finite()) {

@@ -336,6 +336,25 @@ fn fingerprint(ctx: &Context, layout: &Layout, hp: &Hyperparameters) -> Result<s
     }))
 }
 
+/// The top-level keys whose values differ between two fingerprints (states written by older
+/// versions hold other keys, e.g. the data path instead of its digest: they differ too).
+fn differing_keys(saved: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        saved.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// sha256 over every sample of the split: its split, path relative to the dataset root, labels
 /// and file size. A resumed run refuses a data set that gained, lost or changed an image.
 fn data_digest(root: &Path, split: &Split) -> Result<String> {
@@ -513,7 +532,10 @@ fn start_or_resume(
         if meta.fingerprint != fp {
             return Err(TrainError::run_dir(
                 &state_path,
-                "the run was started with different settings; resume with the same options or use a new --out",
+                format!(
+                    "the run was started with different settings (differs: {}); resume with the same options or use a new --out",
+                    differing_keys(&meta.fingerprint, &fp).join(", ")
+                ),
             ));
         }
         let strip = |prefix: &str| -> HashMap<String, Tensor> {
@@ -522,10 +544,21 @@ fn start_or_resume(
                 .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
                 .collect()
         };
-        trainable.restore(&strip("param."))?;
+        let stale = |e: TrainError| {
+            TrainError::run_dir(
+                &state_path,
+                format!("{e}; it was written by another version or other settings: delete it, or train into a new --out"),
+            )
+        };
+        trainable.restore(&strip("param.")).map_err(stale)?;
         let opt_state = strip("opt.");
-        lora.optimizer_mut().load_state(&opt_state, meta.lora_t)?;
-        gates.optimizer_mut().load_state(&opt_state, meta.gate_t)?;
+        lora.optimizer_mut()
+            .load_state(&opt_state, meta.lora_t)
+            .map_err(stale)?;
+        gates
+            .optimizer_mut()
+            .load_state(&opt_state, meta.gate_t)
+            .map_err(stale)?;
         eprintln!("resuming {} at step {}", opts.out.display(), meta.next_step);
         truncate_metrics(&opts.out.join(METRICS_FILE), meta.next_step)?;
         if meta.run_id.is_empty() {

@@ -43,7 +43,7 @@ pub enum ExportError {
         message: String,
     },
     /// The exported model's outputs do not match the reference.
-    #[error("{path}: validation failed: {message}")]
+    #[error("{path}: validation failed (the file was not written; --no-verify writes it unchecked): {message}")]
     Validation {
         /// The ONNX file.
         path: PathBuf,

@@ -87,6 +87,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             if labels.is_empty() || labels.iter().any(String::is_empty) {
                 bail!("--classes needs a comma-separated list of non-empty labels");
             }
+            if let Some(dup) = labels
+                .iter()
+                .enumerate()
+                .find(|(i, l)| labels[..*i].contains(l))
+            {
+                bail!("--classes: label `{}` is given twice", dup.1);
+            }
+            ahp_spec::run::check_templates(&args.templates)
+                .map_err(|m| anyhow::anyhow!("--template: {m}"))?;
             Source::ZeroShot {
                 clip: clip.clone(),
                 labels,
@@ -126,7 +135,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         triton,
         ..ExportOptions::default()
     };
-    options.onnx.check()?;
+    options
+        .onnx
+        .check()
+        .map_err(|e| anyhow::anyhow!("--opset: {e}"))?;
     let prepared = Prepared::load(&source).context("cannot load the model")?;
     let summary = export(&prepared, &args.output, &options).context("export failed")?;
 

@@ -105,7 +105,7 @@ fn preferred_batches(max: usize) -> String {
 pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return Err(ExportError::Invalid(format!(
-            "Triton model name `{name}` must be a plain directory name"
+            "Triton model name `{name}` (--triton-name, default: the output file's stem) must be a plain directory name; pass --triton-name"
         )));
     }
     Ok(())

@@ -124,7 +124,8 @@ impl Walker {
         for entry in entries {
             match entry {
                 Ok(entry) => paths.push(entry.path()),
-                Err(e) => return self.unusable(dir, format!("cannot read directory: {e}")),
+                // The entries read so far are still classified.
+                Err(e) => self.unusable(dir, format!("cannot read a directory entry: {e}")),
             }
         }
         paths.sort();
@@ -201,7 +202,10 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<usize> {
     let files = collect_inputs(&args.inputs);
     if files.is_empty() {
-        anyhow::bail!("no image files in the given inputs");
+        anyhow::bail!(
+            "no image files ({}) in the given inputs; name other files explicitly",
+            IMAGE_EXTENSIONS.join(", ")
+        );
     }
 
     let load_start = Instant::now();
@@ -378,9 +382,12 @@ fn classify_chunk(
         .map(|(path, (r, ms))| match r {
             Ok(_) => Outcome {
                 path: path.to_path_buf(),
-                result: predictions
-                    .next()
-                    .unwrap_or_else(|| Err("missing prediction".to_string())),
+                result: predictions.next().unwrap_or_else(|| {
+                    Err(format!(
+                        "{}: the model run returned fewer predictions than images",
+                        path.display()
+                    ))
+                }),
                 ms: ms + run_share,
             },
             Err(e) => Outcome {

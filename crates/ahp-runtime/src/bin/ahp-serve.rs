@@ -171,7 +171,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid server settings: {e}"))?;
-    let grace = config.shutdown_grace;
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -185,14 +184,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let local = listener.local_addr()?;
         // The one line on stdout: scripts and tests read the address from it.
+        // Signal handlers first: a SIGTERM right after the address is printed must stop the
+        // server gracefully, not kill it.
+        let shutdown = server::shutdown_signal();
         println!("listening on http://{local}");
-        server::serve(listener, classifier, config, server::shutdown_signal())
+        server::serve(listener, classifier, config, shutdown)
             .await
             .context("server error")?;
         Ok::<_, anyhow::Error>(())
     });
-    // A decode or model run still going past the grace period does not hold the process.
-    runtime.shutdown_timeout(grace);
+    // A decode or model run still going after the grace period does not hold the process.
+    // (serve() already gave requests the grace period; this only bounds blocking work left.)
+    runtime.shutdown_timeout(Duration::from_secs(1));
     served?;
     eprintln!("ahp-serve: shut down");
     Ok(())
