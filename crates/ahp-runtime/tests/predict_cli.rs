@@ -194,20 +194,7 @@ fn hostile_directory_entries_are_per_image_errors() {
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
     // D1: a 1 x 10,000,000 PNG (an aspect-ratio bomb).
-    let mut bomb = Vec::new();
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new_with_quality(
-            &mut bomb,
-            image::codecs::png::CompressionType::Fast,
-            image::codecs::png::FilterType::NoFilter,
-        ),
-        &vec![0u8; 10_000_000],
-        1,
-        10_000_000,
-        image::ExtendedColorType::L8,
-    )
-    .expect("encode");
-    std::fs::write(root.join("aspect.png"), &bomb).expect("write");
+    std::fs::write(root.join("aspect.png"), declared_png(1, 10_000_000)).expect("write");
 
     let model = model_a();
     let limit = std::time::Duration::from_secs(60);

@@ -411,22 +411,6 @@ fn sigterm_stops_the_binary() {
     assert!(stderr.contains("shut down"), "{stderr}");
 }
 
-/// A PNG of `width x height` black gray pixels, as a hostile client makes one: tiny on the
-/// wire, huge when decoded.
-fn declared_png(width: u32, height: u32) -> Vec<u8> {
-    use image::ImageEncoder;
-    let mut png = Vec::new();
-    let pixels = vec![0u8; width as usize * height as usize];
-    image::codecs::png::PngEncoder::new_with_quality(
-        &mut png,
-        image::codecs::png::CompressionType::Fast,
-        image::codecs::png::FilterType::NoFilter,
-    )
-    .write_image(&pixels, width, height, image::ExtendedColorType::L8)
-    .expect("encode");
-    png
-}
-
 #[test]
 fn bombs_are_refused_quickly_and_the_server_keeps_serving() {
     let s = TestServer::start(ServerConfig::default());

@@ -113,13 +113,7 @@ fn write_error(dest: &Path, tmp: &Path, action: &str, e: std::io::Error) -> Spec
 /// Reads a whole regular file of at most `max_bytes` bytes. Non-regular files (FIFOs, device
 /// nodes, directories) and larger files are refused with an error naming the file and the limit.
 pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|source| SpecError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(SpecError::file(path, not_regular(&meta)));
-    }
+    let meta = regular_metadata(path)?;
     if meta.len() > max_bytes {
         return Err(too_large(path, meta.len(), max_bytes));
     }
@@ -143,12 +137,17 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
 
 /// Checks that `path` is a regular file (following symlinks), without opening it.
 pub fn check_regular(path: &Path) -> Result<()> {
+    regular_metadata(path).map(drop)
+}
+
+/// The metadata of `path` (following symlinks) if it is a regular file.
+fn regular_metadata(path: &Path) -> Result<std::fs::Metadata> {
     let meta = std::fs::metadata(path).map_err(|source| SpecError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     if meta.is_file() {
-        Ok(())
+        Ok(meta)
     } else {
         Err(SpecError::file(path, not_regular(&meta)))
     }

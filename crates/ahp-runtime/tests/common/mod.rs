@@ -229,3 +229,19 @@ pub fn multipart(field: &str, filename: &str, data: &[u8]) -> (String, Vec<u8>) 
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// A PNG of `width x height` black gray pixels, as a hostile client makes one: tiny on the
+/// wire, huge when decoded (1 x 10,000,000 is the 19 KB aspect-ratio bomb).
+pub fn declared_png(width: u32, height: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    let pixels = vec![0u8; width as usize * height as usize];
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(&pixels, width, height, image::ExtendedColorType::L8)
+    .expect("encode");
+    png
+}
