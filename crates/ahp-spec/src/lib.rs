@@ -11,10 +11,12 @@
 //! * [`scores`]: softmax and top-k ranking of logits (shared by the runtimes);
 //! * [`run`]: the run directory written by training and read by the exporter;
 //! * [`files`]: the one atomic write and bounded reads of regular files;
+//! * [`exit`]: how every command reports an error and picks its exit code;
 //! * [`tolerance`]: the named numeric tolerances tests and validators use.
 
 pub mod config;
 pub mod error;
+pub mod exit;
 pub mod files;
 pub mod io;
 pub mod metadata;
