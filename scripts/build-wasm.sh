@@ -5,7 +5,7 @@
 #   build.json                                sizes and flags of this build
 #
 # Reproducible on a fresh Debian 12 machine; installs only what is missing (see
-# ../shared/RECIPES.md, "WASM for tract in the browser"):
+# docs/RECIPES.md, "WASM for tract in the browser"):
 #   apt:   rustc-web cargo-web rust-web-src rust-web-llvm lld-22 (Debian's Rust 1.96 with its std
 #          source: std is rebuilt for wasm32 with -Z build-std; rustup's toolchain is not used
 #          here), nodejs/npm when absent

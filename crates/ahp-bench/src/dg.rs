@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ahp_data::{DomainBedDataset, ScanOptions, SplitOptions, Style, SynthConfig};
-use ahp_export::fold::load_weights;
+use ahp_model::fold::load_weights;
 use ahp_model::{Checkpoint, LoadedClip, ZeroShotClassifier};
 use ahp_spec::run::Method;
-use ahp_train::adapters::LoraRankRule;
+use ahp_spec::train_config::TrainArgs;
+use ahp_spec::TrainConfig;
 use ahp_train::eval::Outcomes;
 use ahp_train::TrainOptions;
 use anyhow::{bail, Context, Result};
@@ -89,33 +90,6 @@ pub struct DgArgs {
     /// the sources' in/out split, the same for every run.
     #[arg(long, default_value_t = 7)]
     data_seed: u64,
-    /// Training steps per run.
-    #[arg(long, default_value_t = 200)]
-    steps: u64,
-    /// Images per training step.
-    #[arg(long, default_value_t = 24)]
-    batch_size: usize,
-    /// Peak LoRA learning rate (without --sweep; the sweep's base otherwise).
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f64,
-    /// Peak gate learning rate (without --sweep; AHP's in the sweep).
-    #[arg(long, default_value_t = 1e-2)]
-    gate_lr: f64,
-    /// Weight of the MMD loss (DIG, AHP; without --sweep).
-    #[arg(long, default_value_t = 1.0)]
-    mmd_weight: f64,
-    /// Plain LoRA's ranks without --sweep: budget (HA-LoRA's parameter count) or as-given.
-    #[arg(long, default_value = "budget")]
-    lora_ranks: LoraRankRule,
-    /// Prompt template with one `{}`; repeat for a prompt ensemble.
-    #[arg(long = "template", default_value = ahp_model::DEFAULT_TEMPLATE)]
-    templates: Vec<String>,
-    /// Held-out fraction of every source domain (model selection, cross-validation).
-    #[arg(long, default_value_t = 0.2)]
-    holdout_fraction: f64,
-    /// Fewest held-out images a source domain needs.
-    #[arg(long, default_value_t = 5)]
-    min_holdout: usize,
     /// Runs trained at the same time.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
@@ -142,16 +116,49 @@ pub struct DgArgs {
     /// Device of training and evaluation: cpu, or cuda (built with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The training settings every run shares (`--method`, `--seed`, `--split-seed` and
+    /// `--select` are set per run: by `--methods`, the seed index, `--data-seed` and the three
+    /// selections).
+    #[command(flatten)]
+    train: TrainArgs,
+    /// `train` resolved (defaults, `--config`, flags), set by [`run`].
+    #[arg(skip)]
+    config: TrainConfig,
 }
 
 impl DgArgs {
     fn base_config(&self) -> HyperConfig {
         HyperConfig {
-            lr: self.lr,
-            gate_lr: self.gate_lr,
-            mmd_weight: self.mmd_weight,
-            lora_ranks: self.lora_ranks,
+            lr: self.config.lr,
+            gate_lr: self.config.gate_lr,
+            mmd_weight: self.config.mmd_weight,
+            lora_ranks: self.config.lora_ranks,
         }
+    }
+
+    /// The training configuration every run starts from (before the per-run method, seed
+    /// and swept values): the defaults, `--config`, the flags, the split seed pinned to
+    /// `--data-seed`.
+    pub fn base_train_config(&self) -> Result<TrainConfig> {
+        let mut a = self.clone();
+        a.resolve_config()?;
+        Ok(a.config)
+    }
+
+    /// Resolves the training settings and pins what the benchmark fixes: the same in/out split
+    /// (`--data-seed`) for every seed and method, so that only training varies.
+    fn resolve_config(&mut self) -> Result<()> {
+        if let Some(flag) = self
+            .train
+            .first_given(&["method", "seed", "split-seed", "select"])
+        {
+            bail!("--{flag}: ahp-bench dg sets it per run (--methods, --seeds, --data-seed, three selections)");
+        }
+        self.config = TrainConfig {
+            split_seed: Some(self.data_seed),
+            ..self.train.resolve()?
+        };
+        Ok(())
     }
 
     fn grid(&self, method: Method) -> Vec<HyperConfig> {
@@ -170,18 +177,8 @@ impl DgArgs {
 
     fn train_options(&self, data: &Path, device: &candle_core::Device) -> TrainOptions {
         TrainOptions {
-            steps: self.steps,
-            batch_size: self.batch_size,
-            eval_batch_size: self.eval_batch_size,
-            warmup_steps: self.steps / 10,
-            templates: self.templates.clone(),
-            // The same in/out split for every seed and method: only training varies.
-            split_seed: self.data_seed,
-            holdout_fraction: self.holdout_fraction,
-            min_holdout: self.min_holdout,
-            eval_every: (self.steps / 4).max(1),
             device: device.clone(),
-            ..TrainOptions::new(&self.clip, data, &[], &self.out)
+            ..TrainOptions::new(&self.clip, data, &[], &self.out, self.config.clone())
         }
     }
 }
@@ -467,7 +464,7 @@ fn target_head_drop(
 ) -> Result<HeadDrop> {
     let split = dataset.split(&SplitOptions {
         target_domains: vec![t.to_string()],
-        holdout_fraction: a.holdout_fraction,
+        holdout_fraction: a.config.holdout_fraction,
         seed: a.data_seed,
     })?;
     let clip = model.clip;
@@ -475,7 +472,7 @@ fn target_head_drop(
         &clip.model,
         &clip.tokenizer,
         &split.classes,
-        &a.templates,
+        &a.config.templates,
     )?;
     let run = chosen
         .runs
@@ -506,7 +503,7 @@ fn target_head_drop(
         &classifier,
         &target_samples,
         &source_val,
-        a.eval_batch_size,
+        a.config.eval_batch_size,
     )?;
     let vision = &model.checkpoint.config.vision_config;
     let heads = vision.num_attention_heads * vision.num_hidden_layers;
@@ -527,11 +524,11 @@ fn target_head_drop(
 }
 
 /// Runs the benchmark.
-pub fn run(a: DgArgs) -> Result<()> {
+pub fn run(mut a: DgArgs) -> Result<()> {
     let t0 = Instant::now();
     ahp_train::set_cpu_threads(a.threads);
+    a.resolve_config()?;
     check_args(&a)?;
-    ahp_spec::run::check_templates(&a.templates).map_err(|e| anyhow::anyhow!("--template: {e}"))?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create", a.out.display()))?;
     let checkpoint = Checkpoint::resolve(&a.clip).with_context(|| format!("--clip {}", a.clip))?;
@@ -589,12 +586,12 @@ fn write_results(
     let json = serde_json::json!({
         "clip": a.clip,
         "data": data.display().to_string(),
-        "steps": a.steps,
-        "batch_size": a.batch_size,
+        "steps": a.config.steps,
+        "batch_size": a.config.batch_size,
         "seeds": a.seeds,
         "sweep": a.sweep,
         "sweep_seeds": a.sweep_seeds,
-        "templates": a.templates,
+        "templates": a.config.templates,
         "chosen": chosen.choices.iter().map(|c| serde_json::json!({
             "method": c.method, "target": c.target, "config": c.chosen,
             "source_val": c.source_val, "tried": c.tried,
@@ -615,7 +612,7 @@ fn write_results(
 
 /// Kept steps per method: how often the first evaluation was kept, and the mean kept step.
 fn kept_steps(a: &DgArgs, runs: &[RunResult]) -> String {
-    let first_eval = (a.steps / 4).max(1);
+    let first_eval = a.config.eval_every();
     let mut out = String::from(
         "| method | runs | mean kept step | kept the first evaluation (step {first}) |\n|---|---:|---:|---:|\n",
     )
@@ -652,7 +649,7 @@ fn markdown(
              accuracy of {} seed(s) per grid point (grid: LoRA learning rate {:?} — plain LoRA also \
              with both rank rules, budget and as-given; gate learning rate {:?} for DIG; MMD \
              weight {:?} for DIG and AHP; AHP's gate learning rate {:e}); never by a target.",
-            a.sweep_seeds, a.sweep_lr, a.sweep_gate_lr, a.sweep_mmd, a.gate_lr
+            a.sweep_seeds, a.sweep_lr, a.sweep_gate_lr, a.sweep_mmd, a.config.gate_lr
         )
     } else {
         "One configuration for every method (no sweep): the flags' learning rates and MMD weight."
@@ -668,16 +665,17 @@ fn markdown(
          evaluations after training started (every {} steps).\n\n",
         a.clip,
         data.display(),
-        a.steps,
-        a.batch_size,
+        a.config.steps,
+        a.config.batch_size,
         a.seeds,
-        a.templates
+        a.config
+            .templates
             .iter()
             .map(|t| format!("`{t}`"))
             .collect::<Vec<_>>()
             .join(" + "),
-        100.0 * a.holdout_fraction,
-        (a.steps / 4).max(1)
+        100.0 * a.config.holdout_fraction,
+        a.config.eval_every()
     );
     md.push_str(&tables[0].markdown());
     md.push_str("\n![target accuracy per method](dg.png)\n\n## Last step\n\n");

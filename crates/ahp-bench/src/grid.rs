@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use ahp_spec::run::Method;
-use ahp_train::adapters::LoraRankRule;
+use ahp_spec::{LoraRankRule, TrainConfig};
 use ahp_train::eval::{split_accuracy, Evaluation};
 use ahp_train::{train, TrainOptions, TrainSummary};
 use anyhow::{Context, Result};
@@ -243,12 +243,15 @@ impl Common<'_> {
         TrainOptions {
             target_domains: vec![job.target.clone()],
             out: self.run_dir(job),
-            method: job.method,
-            lr: job.config.lr,
-            gate_lr: job.config.gate_lr,
-            mmd_weight: job.config.mmd_weight,
-            lora_rank_rule: job.config.lora_ranks,
-            seed: job.seed,
+            config: TrainConfig {
+                method: job.method,
+                lr: job.config.lr,
+                gate_lr: job.config.gate_lr,
+                mmd_weight: job.config.mmd_weight,
+                lora_ranks: job.config.lora_ranks,
+                seed: job.seed,
+                ..b.config.clone()
+            },
             ..b.clone()
         }
     }
@@ -263,15 +266,7 @@ impl Common<'_> {
             "method": job.method,
             "seed": job.seed,
             "config": job.config,
-            "steps": o.steps,
-            "batch_size": o.batch_size,
-            "warmup_steps": o.warmup_steps,
-            "grad_clip": [o.grad_clip, o.gate_grad_clip],
-            "alpha": o.alpha,
-            "templates": o.templates,
-            "split_seed": o.split_seed,
-            "holdout_fraction": o.holdout_fraction,
-            "eval_every": o.eval_every,
+            "train": o.config.resolved(),
         })
     }
 

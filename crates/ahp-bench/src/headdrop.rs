@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use ahp_data::Sample;
-use ahp_export::fold::{build_model, gate_values};
-use ahp_export::prune::{mask_pruned_heads, PrunePlan};
+use ahp_model::fold::{build_model, gate_values};
+use ahp_model::prune::{mask_pruned_heads, PrunePlan};
 use ahp_model::{pixel_batch, Checkpoint, ZeroShotClassifier};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor, D};

@@ -12,8 +12,8 @@ use std::time::Instant;
 use ahp_data::{Shape, Style, SynthConfig};
 use ahp_export::{export, ExportOptions, Prepared, Source};
 use ahp_runtime::{Classifier, ExecutionProvider};
-use ahp_spec::run::Method;
-use ahp_spec::ClipConfig;
+use ahp_spec::train_config::TrainArgs;
+use ahp_spec::{ClipConfig, TrainConfig};
 use ahp_train::{train, TrainOptions};
 use anyhow::{bail, Context, Result};
 
@@ -33,24 +33,30 @@ pub struct DemoArgs {
     /// Images rendered per class and domain.
     #[arg(long, default_value_t = 24)]
     per_class: usize,
-    /// Training steps.
-    #[arg(long, default_value_t = 200)]
-    steps: u64,
-    /// Images per training step (every source domain is in every batch).
-    #[arg(long, default_value_t = 24)]
-    batch_size: usize,
-    /// Peak learning rate of the HA-LoRA factors.
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f64,
-    /// Peak learning rate of the gate logits.
-    #[arg(long, default_value_t = 1e-2)]
-    gate_lr: f64,
-    /// Seed of the data (different from the pretraining images) and of training.
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
+    /// Seed of the data (different from the pretraining images); also the training and split
+    /// seed unless --seed / --split-seed are given.
+    #[arg(long, default_value_t = DEMO_SEED)]
+    data_seed: u64,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// The training settings (the defaults of `ahp-train`; the demo pins only the seeds).
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+/// The demo's data seed (the embedded model was pretrained on other seeds' images).
+pub const DEMO_SEED: u64 = 7;
+
+impl DemoArgs {
+    /// The demo's training configuration: `ahp-train`'s defaults, `--config`, the flags, and
+    /// the seeds pinned to the data seed unless given.
+    pub fn train_config(&self) -> Result<TrainConfig> {
+        let mut train = self.train.clone();
+        train.pin_seed(self.data_seed);
+        train.pin_split_seed(self.data_seed);
+        Ok(train.resolve()?)
+    }
 }
 
 /// The pretrained model's class names: the words of its vocabulary that name a shape, in the
@@ -80,12 +86,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let size = config.vision_config.image_size as u32;
     let classes = classes_of(&checkpoint.dir)?;
     Style::parse(&a.target_domain).context("--target-domain")?;
+    let config = a.train_config()?;
 
     // 1. Data.
     let data = a.out.join("data");
     let synth = ahp_data::synth::generate(
         &SynthConfig {
-            seed: a.seed,
+            seed: a.data_seed,
             classes,
             domains: Style::ALL.to_vec(),
             per_class: a.per_class,
@@ -112,21 +119,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot remove the previous run", run_dir.display()))?;
     }
     let summary = train(&TrainOptions {
-        method: Method::Ahp,
-        steps: a.steps,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        gate_lr: a.gate_lr,
-        warmup_steps: a.steps / 10,
-        seed: a.seed,
-        split_seed: a.seed,
-        eval_every: (a.steps / 4).max(1),
         progress: !a.quiet,
         ..TrainOptions::new(
             &a.clip,
             &data,
             std::slice::from_ref(&a.target_domain),
             &run_dir,
+            config,
         )
     })?;
     let acc = |rows: &[ahp_train::eval::DomainAccuracy]| {

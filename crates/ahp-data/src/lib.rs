@@ -11,11 +11,14 @@
 //!   normalization through `ahp_spec::preprocess`), deterministic by `(seed, step)` so resumed
 //!   runs see the same batches, decoded in parallel with an optional bounded prefetch thread,
 //!   plus fixed-order evaluation batches;
-//! * [`seed`]: the stable seed-derivation helper everything above uses.
+//! * [`seed`]: the stable seed-derivation helper everything above uses;
+//! * [`cli`]: the `ahp-data` command line (`synth`, `preview`), shared by the standalone
+//!   binary and the `ahp data` subcommand.
 //!
 //! All randomness comes from `rand_chacha::ChaCha8Rng` seeded from values derived with
 //! [`seed::derive_seed`], so results are identical across runs, machines and thread counts.
 
+pub mod cli;
 pub mod domainbed;
 pub mod error;
 pub mod loader;

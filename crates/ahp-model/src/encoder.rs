@@ -1,7 +1,7 @@
 //! The transformer encoder shared by both towers (HF `CLIPEncoder`), with attention computed
 //! per head so each head's Q/V projection, output gate and output are reachable.
 
-use ahp_spec::Activation;
+use ahp_spec::{Activation, ClipTextConfig, ClipVisionConfig};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -26,6 +26,41 @@ pub struct EncoderShape {
     pub act: Activation,
     /// LayerNorm epsilon.
     pub eps: f64,
+}
+
+/// An [`EncoderShape`] from a tower config; the text and vision configs name these fields
+/// alike.
+macro_rules! shape_of {
+    ($cfg:expr) => {
+        EncoderShape {
+            hidden_size: $cfg.hidden_size,
+            intermediate_size: $cfg.intermediate_size,
+            num_heads: $cfg.num_attention_heads,
+            num_layers: $cfg.num_hidden_layers,
+            act: $cfg.hidden_act,
+            eps: $cfg.layer_norm_eps,
+        }
+    };
+}
+
+impl From<&ClipTextConfig> for EncoderShape {
+    fn from(cfg: &ClipTextConfig) -> Self {
+        shape_of!(cfg)
+    }
+}
+
+impl From<&ClipVisionConfig> for EncoderShape {
+    fn from(cfg: &ClipVisionConfig) -> Self {
+        shape_of!(cfg)
+    }
+}
+
+impl EncoderShape {
+    /// A LayerNorm of the encoder's width and epsilon, loaded from `vb` (the blocks' norms
+    /// and the towers' own).
+    pub fn layer_norm(&self, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+        LayerNorm::new(self.hidden_size, self.eps, vb)
+    }
 }
 
 /// HF `CLIPAttention` (`self_attn.{q,k,v,out}_proj`), evaluated head by head.
@@ -249,9 +284,9 @@ impl EncoderLayer {
     /// Loads one block from `vb` (`layer_norm1`, `self_attn`, `layer_norm2`, `mlp`).
     pub fn new(vb: VarBuilder, shape: &EncoderShape) -> candle_core::Result<Self> {
         Ok(Self {
-            layer_norm1: LayerNorm::new(shape.hidden_size, shape.eps, vb.pp("layer_norm1"))?,
+            layer_norm1: shape.layer_norm(vb.pp("layer_norm1"))?,
             self_attn: Attention::new(vb.pp("self_attn"), shape)?,
-            layer_norm2: LayerNorm::new(shape.hidden_size, shape.eps, vb.pp("layer_norm2"))?,
+            layer_norm2: shape.layer_norm(vb.pp("layer_norm2"))?,
             mlp: Mlp::new(vb.pp("mlp"), shape)?,
         })
     }

@@ -34,12 +34,36 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// A tensor is missing, has the wrong shape or holds non-finite values.
+    #[error("tensor `{name}`: {message}")]
+    Tensor {
+        /// The tensor's name (Hugging Face or adapter name).
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An argument does not fit the model (wrong shape, empty batch, bad adapter).
     #[error("{0}")]
     Input(String),
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub(crate) fn tensor(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Tensor {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Result alias for this crate.

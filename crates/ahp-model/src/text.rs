@@ -51,14 +51,7 @@ impl TokenBatch {
 impl TextTransformer {
     /// Loads the tower from `vb` (`text_model`).
     pub fn new(vb: VarBuilder, cfg: &ClipTextConfig) -> candle_core::Result<Self> {
-        let shape = EncoderShape {
-            hidden_size: cfg.hidden_size,
-            intermediate_size: cfg.intermediate_size,
-            num_heads: cfg.num_attention_heads,
-            num_layers: cfg.num_hidden_layers,
-            act: cfg.hidden_act,
-            eps: cfg.layer_norm_eps,
-        };
+        let shape = EncoderShape::from(cfg);
         let emb = vb.pp("embeddings");
         Ok(Self {
             token_embedding: candle_nn::embedding(
@@ -71,11 +64,7 @@ impl TextTransformer {
                 "position_embedding.weight",
             )?,
             encoder: Encoder::new(vb.pp("encoder"), &shape)?,
-            final_layer_norm: LayerNorm::new(
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-                vb.pp("final_layer_norm"),
-            )?,
+            final_layer_norm: shape.layer_norm(vb.pp("final_layer_norm"))?,
             config: cfg.clone(),
         })
     }

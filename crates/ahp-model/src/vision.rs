@@ -107,27 +107,12 @@ pub struct VisionOutput {
 impl VisionTransformer {
     /// Loads the tower from `vb` (`vision_model`).
     pub fn new(vb: VarBuilder, cfg: &ClipVisionConfig) -> candle_core::Result<Self> {
-        let shape = EncoderShape {
-            hidden_size: cfg.hidden_size,
-            intermediate_size: cfg.intermediate_size,
-            num_heads: cfg.num_attention_heads,
-            num_layers: cfg.num_hidden_layers,
-            act: cfg.hidden_act,
-            eps: cfg.layer_norm_eps,
-        };
+        let shape = EncoderShape::from(cfg);
         Ok(Self {
             embeddings: VisionEmbeddings::new(vb.pp("embeddings"), cfg)?,
-            pre_layrnorm: LayerNorm::new(
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-                vb.pp("pre_layrnorm"),
-            )?,
+            pre_layrnorm: shape.layer_norm(vb.pp("pre_layrnorm"))?,
             encoder: Encoder::new(vb.pp("encoder"), &shape)?,
-            post_layernorm: LayerNorm::new(
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-                vb.pp("post_layernorm"),
-            )?,
+            post_layernorm: shape.layer_norm(vb.pp("post_layernorm"))?,
             config: cfg.clone(),
         })
     }

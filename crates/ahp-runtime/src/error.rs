@@ -96,6 +96,25 @@ pub enum Error {
     InvalidInput(String),
 }
 
+impl Error {
+    /// An [`Error::Ort`]: ONNX Runtime failed on `model` while doing `context`.
+    pub(crate) fn ort(model: &str, context: &str, message: impl ToString) -> Self {
+        Self::Ort {
+            model: model.to_string(),
+            context: context.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// An [`Error::Contract`]: `model` breaks the ahp I/O contract.
+    pub(crate) fn contract(model: &str, message: impl Into<String>) -> Self {
+        Self::Contract {
+            model: model.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 impl From<ahp_spec::SpecError> for Error {
     fn from(e: ahp_spec::SpecError) -> Self {
         match e {

@@ -15,6 +15,9 @@
 //! * ONNX Runtime itself is a shared library loaded at run time: see [`ortlib`] for where it is
 //!   looked for (`ORT_DYLIB_PATH`, or the directory `scripts/fetch-onnxruntime.sh` fills).
 //! * With the `serve` feature (default), [`server`] is the HTTP server behind `ahp-serve`.
+//! * The commands themselves live in [`cli`]: `cli::predict` (feature `predict`) and
+//!   `cli::serve` (feature `serve`) hold the arguments and `main` of `ahp-predict` and
+//!   `ahp-serve`, which the `ahp` front door runs as `ahp predict` and `ahp serve`.
 //!
 //! ```no_run
 //! use ahp_runtime::Classifier;

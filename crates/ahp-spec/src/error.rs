@@ -42,6 +42,14 @@ pub enum SpecError {
         /// What is wrong with it.
         message: String,
     },
+    /// A setting (a command-line flag or its `--config` key) is out of range.
+    #[error("--{flag}: {message}")]
+    Option {
+        /// The flag, kebab-case.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// An image could not be decoded.
     #[error("{source_name}: {message}")]
     Image {

@@ -361,3 +361,22 @@ mod tests {
         }
     }
 }
+
+/// sha256 of a file's contents, lowercase hex (read in 1 MiB chunks).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file =
+        File::open(path).map_err(|e| SpecError::file(path, format!("cannot open: {e}")))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| SpecError::file(path, format!("cannot read: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}

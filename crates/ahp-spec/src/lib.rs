@@ -12,6 +12,8 @@
 //! * [`run`]: the run directory written by training and read by the exporter;
 //! * [`files`]: the one atomic write and bounded reads of regular files;
 //! * [`exit`]: how every command reports an error and picks its exit code;
+//! * [`train_config`]: the one training configuration ([`TrainConfig`]) with its defaults, and
+//!   its command-line flags (`TrainArgs`, feature `clap`);
 //! * [`tolerance`]: the named numeric tolerances tests and validators use.
 
 pub mod config;
@@ -25,8 +27,10 @@ pub mod resample;
 pub mod run;
 pub mod scores;
 pub mod tolerance;
+pub mod train_config;
 
 pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use error::SpecError;
 pub use metadata::ModelInfo;
 pub use preprocess::{PreprocessConfig, Preprocessed};
+pub use train_config::{LoraRankRule, TrainConfig};

@@ -609,6 +609,10 @@ pub fn preprocess_rgba(
     preprocess(&DynamicImage::ImageRgba8(image), cfg)
 }
 
+/// File extensions (lowercase, without the dot) of the image files the commands pick up when
+/// they walk a directory; files named explicitly are always tried, whatever their extension.
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::train_config::TrainConfig;
+
 /// File name of the adapter weights in a run directory.
 pub const ADAPTER_FILE: &str = "adapter.safetensors";
 /// File name of the manifest in a run directory.
@@ -66,9 +68,13 @@ pub fn gate_key(block: usize) -> String {
     format!("vision.layers.{block}.gate_logits")
 }
 
+/// CLIP's default prompt template.
+pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+
 /// Training method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Method {
     /// HA-LoRA + domain-invariant gates + MMD (the full method).
     Ahp,
@@ -180,6 +186,7 @@ impl LoraSpec {
 /// trained method never keeps its untrained state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Selection {
     /// The evaluation with the best pooled accuracy on the sources' held-out split (DomainBed's
     /// training-domain validation; ties keep the earlier step).
@@ -214,43 +221,6 @@ impl std::str::FromStr for Selection {
     }
 }
 
-/// Training hyperparameters, recorded for reproducibility. The LoRA factors and the gate logits
-/// are two optimizer groups, each with its own learning rate, weight decay and gradient-norm
-/// clip: the LoRA group sees the classification gradient only, the gates classification +
-/// `mmd_weight` × MMD.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hyperparameters {
-    /// Optimizer steps.
-    pub steps: u64,
-    /// Images per step (split over the source domains).
-    pub batch_size: usize,
-    /// Peak learning rate of the LoRA factors.
-    pub lr: f64,
-    /// Peak learning rate of the gate logits.
-    pub gate_lr: f64,
-    /// AdamW weight decay of the LoRA factors.
-    pub weight_decay: f64,
-    /// AdamW weight decay of the gate logits.
-    #[serde(default)]
-    pub gate_weight_decay: f64,
-    /// Linear warmup steps before the cosine decay.
-    pub warmup_steps: u64,
-    /// Gradient-norm clip of the LoRA group (0 = off).
-    pub grad_clip: f64,
-    /// Gradient-norm clip of the gate group (0 = off).
-    #[serde(default)]
-    pub gate_grad_clip: f64,
-    /// Weight of the MMD loss.
-    pub mmd_weight: f64,
-    /// Training seed (initialization, batches, augmentation).
-    pub seed: u64,
-    /// Evaluate every this many steps.
-    pub eval_every: u64,
-    /// How the kept checkpoint was chosen.
-    #[serde(default)]
-    pub selection: Selection,
-}
-
 /// `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunManifest {
@@ -281,9 +251,11 @@ pub struct RunManifest {
     pub split_seed: u64,
     /// Fraction of each source domain held out for validation.
     pub holdout_fraction: f64,
-    /// Hyperparameters.
-    pub hyperparameters: Hyperparameters,
-    /// Step of the checkpoint kept (by `hyperparameters.selection`).
+    /// The full training configuration, resolved (every derived setting filled in). Older
+    /// manifests hold a subset under `hyperparameters`; what they lack reads as the default.
+    #[serde(alias = "hyperparameters")]
+    pub config: TrainConfig,
+    /// Step of the checkpoint kept (by `config.selection`).
     pub best_step: u64,
     /// Its source-validation accuracy.
     pub best_source_val_acc: f64,

@@ -12,9 +12,9 @@ use std::time::Instant;
 use ahp_model::{ClipModel, ZeroShotClassifier};
 use ahp_spec::run::Method;
 use ahp_spec::{ClipConfig, ClipTextConfig, ClipVisionConfig};
-use ahp_train::adapters::{default_ranks, Layout, Trainable};
 use ahp_train::optim::ParamGroup;
 use ahp_train::train::step_gradients;
+use ahp_train::trainable::{default_ranks, AdapterSpec, Trainable};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         ZeroShotClassifier::from_parts(classes, vec!["a photo of a {}.".into()], &embeds, 2.6592)?;
     let vision = &cfg.vision_config;
     let trainable = Trainable::init(
-        Layout::new(
+        AdapterSpec::new(
             Method::Ahp,
             &default_ranks(vision.num_hidden_layers),
             8.0,

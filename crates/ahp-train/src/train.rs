@@ -12,22 +12,24 @@ use ahp_data::{
 };
 use ahp_model::{l2_normalize, LoadedClip, ZeroShotClassifier};
 use ahp_spec::run::{
-    BaseModel, Hyperparameters, Method, RunManifest, Selection, WeightFile, ADAPTER_FILE,
-    FORMAT_VERSION, MANIFEST_FILE, METRICS_FILE, REPORT_FILE,
+    BaseModel, Method, RunManifest, Selection, WeightFile, ADAPTER_FILE, FORMAT_VERSION,
+    MANIFEST_FILE, METRICS_FILE, REPORT_FILE,
 };
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::adapters::{default_ranks, Layout, Trainable};
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate_samples, split_accuracy, DomainAccuracy, Evaluation, Outcomes};
 use crate::mmd::head_mmd_loss;
 use crate::optim::{lr_at, ParamGroup};
 use crate::state::{load_state, lock_run_dir, save_state, StateMeta, STATE_FILE};
+use crate::trainable::{default_ranks, AdapterSpec, Trainable};
 use ahp_spec::files::write_atomic;
+use ahp_spec::TrainConfig;
 
-/// Everything `ahp-train` needs.
+/// Everything `ahp-train` needs: where the model, data and run directory are, and the
+/// [`TrainConfig`] of the run.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     /// Checkpoint directory or cached repo id.
@@ -38,53 +40,8 @@ pub struct TrainOptions {
     pub target_domains: Vec<String>,
     /// Run directory.
     pub out: PathBuf,
-    /// Method.
-    pub method: Method,
-    /// Optimizer steps (computed from epochs by the CLI when given).
-    pub steps: u64,
-    /// Images per step.
-    pub batch_size: usize,
-    /// Images per evaluation forward pass.
-    pub eval_batch_size: usize,
-    /// Peak LoRA learning rate.
-    pub lr: f64,
-    /// Peak gate learning rate.
-    pub gate_lr: f64,
-    /// LoRA weight decay.
-    pub weight_decay: f64,
-    /// Gate weight decay.
-    pub gate_weight_decay: f64,
-    /// Warmup steps.
-    pub warmup_steps: u64,
-    /// Gradient-norm clip of the LoRA group (0 = off).
-    pub grad_clip: f64,
-    /// Gradient-norm clip of the gate group (0 = off).
-    pub gate_grad_clip: f64,
-    /// MMD weight.
-    pub mmd_weight: f64,
-    /// HA-LoRA ranks per block (`None` = the paper's default; one value = every block).
-    pub ranks: Option<Vec<usize>>,
-    /// LoRA alpha (scaling `alpha / r`, PEFT's convention, for both LoRA kinds).
-    pub alpha: f64,
-    /// How plain LoRA derives its ranks from `ranks`.
-    pub lora_rank_rule: crate::adapters::LoraRankRule,
-    /// Seed of initialization, batches and augmentation.
-    pub seed: u64,
-    /// Seed of the in/out split.
-    pub split_seed: u64,
-    /// Held-out fraction of each source domain.
-    pub holdout_fraction: f64,
-    /// Prompt templates (several: a prompt ensemble, see
-    /// [`ahp_model::ZeroShotClassifier::with_templates`]).
-    pub templates: Vec<String>,
-    /// Accept domains lacking some classes.
-    pub allow_missing_classes: bool,
-    /// Evaluate (and checkpoint) every this many steps.
-    pub eval_every: u64,
-    /// Which checkpoint to keep.
-    pub selection: Selection,
-    /// Fewest held-out images a source domain must have for `Selection::SourceVal`.
-    pub min_holdout: usize,
+    /// What to train and how (the defaults of every entry point: [`TrainConfig::default`]).
+    pub config: TrainConfig,
     /// Continue an interrupted run in `out`.
     pub resume: bool,
     /// Show a progress bar.
@@ -94,41 +51,21 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// The library's defaults for a run of `clip` on `data` with `target_domains` held out,
-    /// written to `out`: AHP, 200 steps of batch 32, LoRA lr 1e-3 (group clip 1.0, no decay),
-    /// gate lr 1e-2 (group clip 1.0, no decay), 10% warmup, MMD weight 1, the paper's ranks with
-    /// alpha 8, seed 0 (also of the split), 20% held out per source domain (at least 5 images),
-    /// CLIP's default template, an evaluation every 50 steps, selection by source validation,
-    /// CPU, no progress bar.
-    pub fn new(clip: &str, data: &Path, target_domains: &[String], out: &Path) -> Self {
+    /// A run of `clip` on `data` with `target_domains` held out, written to `out`, with
+    /// `config`, on the CPU, without a progress bar.
+    pub fn new(
+        clip: &str,
+        data: &Path,
+        target_domains: &[String],
+        out: &Path,
+        config: TrainConfig,
+    ) -> Self {
         Self {
             clip: clip.to_string(),
             data: data.to_path_buf(),
             target_domains: target_domains.to_vec(),
             out: out.to_path_buf(),
-            method: Method::Ahp,
-            steps: 200,
-            batch_size: 32,
-            eval_batch_size: 64,
-            lr: 1e-3,
-            gate_lr: 1e-2,
-            weight_decay: 0.0,
-            gate_weight_decay: 0.0,
-            warmup_steps: 20,
-            grad_clip: 1.0,
-            gate_grad_clip: 1.0,
-            mmd_weight: 1.0,
-            ranks: None,
-            alpha: 8.0,
-            lora_rank_rule: crate::adapters::LoraRankRule::Budget,
-            seed: 0,
-            split_seed: 0,
-            holdout_fraction: 0.2,
-            templates: vec![ahp_model::DEFAULT_TEMPLATE.to_string()],
-            allow_missing_classes: false,
-            eval_every: 50,
-            selection: Selection::SourceVal,
-            min_holdout: 5,
+            config,
             resume: false,
             progress: false,
             device: Device::Cpu,
@@ -195,64 +132,20 @@ fn base_weight_files(clip: &LoadedClip) -> Result<Vec<WeightFile>> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                sha256: sha256_file(p)?,
+                sha256: ahp_spec::files::sha256_file(p)?,
             })
         })
         .collect()
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| TrainError::run_dir(path, format!("cannot read: {e}")))?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut hasher)
-        .map_err(|e| TrainError::run_dir(path, format!("cannot read: {e}")))?;
-    Ok(format!("{:x}", hasher.finalize()))
-}
-
 fn validate(o: &TrainOptions) -> Result<()> {
-    if o.batch_size == 0 {
-        return Err(TrainError::option("batch-size", "must be at least 1"));
-    }
-    if o.eval_batch_size == 0 {
-        return Err(TrainError::option("eval-batch-size", "must be at least 1"));
-    }
-    if o.eval_every == 0 {
-        return Err(TrainError::option("eval-every", "must be at least 1"));
-    }
-    for (name, v) in [("lr", o.lr), ("gate-lr", o.gate_lr)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(TrainError::option(
-                name,
-                format!("must be a finite number >= 0, got {v}"),
-            ));
-        }
-    }
-    for (name, v) in [
-        ("mmd-weight", o.mmd_weight),
-        ("weight-decay", o.weight_decay),
-        ("gate-weight-decay", o.gate_weight_decay),
-        ("grad-clip", o.grad_clip),
-        ("gate-grad-clip", o.gate_grad_clip),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(TrainError::option(
-                name,
-                format!("must be a finite number >= 0, got {v}"),
-            ));
-        }
-    }
-    ahp_spec::run::check_templates(&o.templates).map_err(|m| TrainError::option("template", m))?;
+    o.config
+        .validate()
+        .map_err(|e| TrainError::option(e.flag, e.message))?;
     if o.target_domains.is_empty() {
         return Err(TrainError::option(
             "target-domain",
             "give at least one held-out target domain",
-        ));
-    }
-    if o.method != Method::ZeroShot && o.steps == 0 {
-        return Err(TrainError::option(
-            "steps",
-            "must be at least 1 (or use --method zero-shot)",
         ));
     }
     Ok(())
@@ -274,7 +167,7 @@ impl Context {
             &self.classifier,
             hooks,
             samples,
-            self.opts.eval_batch_size,
+            self.opts.config.eval_batch_size,
             &self.clip.preprocess,
             &self.opts.device,
         )
@@ -318,20 +211,17 @@ impl Context {
 
 /// What `--resume` must find unchanged: the base weights (by hash) and the data (by
 /// [`data_digest`]), not how their paths are spelled, plus every setting that shapes the run.
-fn fingerprint(ctx: &Context, layout: &Layout, hp: &Hyperparameters) -> Result<serde_json::Value> {
+fn fingerprint(ctx: &Context, layout: &AdapterSpec, hp: &TrainConfig) -> Result<serde_json::Value> {
     let o = &ctx.opts;
     let classes = &ctx.split.classes;
     Ok(serde_json::json!({
         "base_weights": ctx.base_weights,
         "data": data_digest(&o.data, &ctx.split)?,
         "target_domains": o.target_domains,
-        "method": o.method,
+        "method": o.config.method,
         "lora": layout.lora,
         "gates": layout.gates,
-        "hyperparameters": hp,
-        "split_seed": o.split_seed,
-        "holdout_fraction": o.holdout_fraction,
-        "templates": o.templates,
+        "config": hp,
         "classes": classes,
     }))
 }
@@ -396,11 +286,11 @@ fn gate_values(trainable: &Trainable) -> Result<Vec<Vec<f32>>> {
 /// Source-validation selection needs a held-out split that can rank checkpoints: every source
 /// domain must hold at least `min_holdout` images out.
 fn check_holdout(opts: &TrainOptions, split: &Split) -> Result<()> {
-    if opts.method == Method::ZeroShot || opts.selection != Selection::SourceVal {
+    if opts.config.method == Method::ZeroShot || opts.config.selection != Selection::SourceVal {
         return Ok(());
     }
     for s in &split.sources {
-        if s.out_split.len() < opts.min_holdout.max(1) {
+        if s.out_split.len() < opts.config.min_holdout.max(1) {
             return Err(TrainError::option(
                 "holdout-fraction",
                 format!(
@@ -410,8 +300,8 @@ fn check_holdout(opts: &TrainOptions, split: &Split) -> Result<()> {
                     s.name,
                     s.out_split.len(),
                     s.out_split.len() + s.in_split.len(),
-                    opts.holdout_fraction,
-                    opts.min_holdout.max(1)
+                    opts.config.holdout_fraction,
+                    opts.config.min_holdout.max(1)
                 ),
             ));
         }
@@ -419,46 +309,28 @@ fn check_holdout(opts: &TrainOptions, split: &Split) -> Result<()> {
     Ok(())
 }
 
-fn hyperparameters(o: &TrainOptions) -> Hyperparameters {
-    Hyperparameters {
-        steps: o.steps,
-        batch_size: o.batch_size,
-        lr: o.lr,
-        gate_lr: o.gate_lr,
-        weight_decay: o.weight_decay,
-        gate_weight_decay: o.gate_weight_decay,
-        warmup_steps: o.warmup_steps,
-        grad_clip: o.grad_clip,
-        gate_grad_clip: o.gate_grad_clip,
-        mmd_weight: o.mmd_weight,
-        seed: o.seed,
-        eval_every: o.eval_every,
-        selection: o.selection,
-    }
-}
-
 /// Loads the model and data and builds the classifier and the trainable adapters.
-fn prepare(opts: &TrainOptions) -> Result<(Context, Trainable, Layout)> {
+fn prepare(opts: &TrainOptions) -> Result<(Context, Trainable, AdapterSpec)> {
     let device = opts.device.clone();
     let clip = LoadedClip::load(&opts.clip, &device)?;
     let vision = clip.model.config().vision_config.clone();
     let dataset = DomainBedDataset::scan(
         &opts.data,
         &ScanOptions {
-            allow_missing_classes: opts.allow_missing_classes,
+            allow_missing_classes: opts.config.allow_missing_classes,
         },
     )?;
     let split = dataset.split(&SplitOptions {
         target_domains: opts.target_domains.clone(),
-        holdout_fraction: opts.holdout_fraction,
-        seed: opts.split_seed,
+        holdout_fraction: opts.config.holdout_fraction,
+        seed: opts.config.split_seed(),
     })?;
-    if opts.batch_size < split.sources.len() {
+    if opts.config.batch_size < split.sources.len() {
         return Err(TrainError::option(
             "batch-size",
             format!(
                 "{} is smaller than the number of source domains ({}); every batch must hold every domain",
-                opts.batch_size,
+                opts.config.batch_size,
                 split.sources.len()
             ),
         ));
@@ -468,21 +340,21 @@ fn prepare(opts: &TrainOptions) -> Result<(Context, Trainable, Layout)> {
         &clip.model,
         &clip.tokenizer,
         &split.classes,
-        &opts.templates,
+        &opts.config.templates,
     )?;
-    let ranks = match &opts.ranks {
+    let ranks = match &opts.config.ranks {
         None => default_ranks(vision.num_hidden_layers),
         Some(r) if r.len() == 1 => vec![r[0]; vision.num_hidden_layers],
         Some(r) => r.clone(),
     };
-    let layout = Layout::with_rule(
-        opts.method,
+    let layout = AdapterSpec::with_rule(
+        opts.config.method,
         &ranks,
-        opts.alpha,
+        opts.config.alpha,
         &vision,
-        opts.lora_rank_rule,
+        opts.config.lora_ranks,
     )?;
-    let trainable = Trainable::init(layout.clone(), &vision, opts.seed, &device)?;
+    let trainable = Trainable::init(layout.clone(), &vision, opts.config.seed, &device)?;
     let base_weights = base_weight_files(&clip)?;
     let ctx = Context {
         clip,
@@ -517,15 +389,15 @@ fn start_or_resume(
     let state_path = opts.out.join(STATE_FILE);
     let mut lora = ParamGroup::new(
         trainable.lora_vars(),
-        opts.lr,
-        opts.weight_decay,
-        opts.grad_clip,
+        opts.config.lr,
+        opts.config.weight_decay,
+        opts.config.grad_clip,
     )?;
     let mut gates = ParamGroup::new(
         trainable.gate_vars(),
-        opts.gate_lr,
-        opts.gate_weight_decay,
-        opts.gate_grad_clip,
+        opts.config.gate_lr,
+        opts.config.gate_weight_decay,
+        opts.config.gate_grad_clip,
     )?;
     if opts.resume && state_path.is_file() {
         let (tensors, mut meta) = load_state(&state_path, &opts.device)?;
@@ -603,9 +475,9 @@ fn start_or_resume(
 fn new_run_id(opts: &TrainOptions) -> String {
     format!(
         "{}-{}-s{}-{}",
-        opts.method.as_str(),
+        opts.config.method.as_str(),
         opts.target_domains.join("+"),
-        opts.seed,
+        opts.config.seed,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -627,12 +499,16 @@ fn progress_bar(show: bool, steps: u64, position: u64) -> indicatif::ProgressBar
 }
 
 /// Runs a training (or, for `zero-shot`, only the evaluation) and leaves the run directory with
-/// the checkpoint chosen by `opts.selection` (never the untrained step 0 of a trained method).
+/// the checkpoint chosen by `opts.config.selection` (never the untrained step 0 of a trained method).
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     validate(opts)?;
+    let opts = &TrainOptions {
+        config: opts.config.resolved(),
+        ..opts.clone()
+    };
     let (ctx, trainable, layout) = prepare(opts)?;
-    let hp = hyperparameters(opts);
-    let fp = fingerprint(&ctx, &layout, &hp)?;
+    let hp = &opts.config;
+    let fp = fingerprint(&ctx, &layout, hp)?;
     let mut st = start_or_resume(&ctx, &trainable, fp)?;
     let run_id = st.meta.run_id.clone();
     let out = Outputs {
@@ -640,14 +516,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         trainable: &trainable,
         run_id: &run_id,
         layout: &layout,
-        hp: &hp,
+        hp,
     };
-    let steps = if opts.method == Method::ZeroShot {
+    let steps = if opts.config.method == Method::ZeroShot {
         0
     } else {
-        opts.steps
+        opts.config.steps
     };
-    let loader_cfg = LoaderConfig::new(opts.batch_size, opts.seed, ctx.clip.preprocess.clone());
+    let loader_cfg = LoaderConfig::new(
+        opts.config.batch_size,
+        opts.config.seed,
+        ctx.clip.preprocess.clone(),
+    );
     let batcher = BalancedBatcher::new(&ctx.split, loader_cfg)?;
     let t0 = Instant::now();
     let trained = train_steps(&out, &batcher, &mut st, steps)?;
@@ -672,7 +552,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     write_atomic(&opts.out.join(REPORT_FILE), report.as_bytes())?;
     Ok(TrainSummary {
         run_dir: opts.out.clone(),
-        selection: opts.selection,
+        selection: opts.config.selection,
         best_step: st.meta.best_step,
         best_source_val_acc: st.meta.best_acc,
         evaluations: st.meta.evaluations.clone(),
@@ -725,20 +605,20 @@ fn train_steps(
             &pixels,
             &labels,
             &batch.domains,
-            opts.mmd_weight,
+            opts.config.mmd_weight,
         )?;
         run_correct += sg.correct;
         run_total += b;
         done.losses.push(sg.ce);
-        let loss = sg.ce + opts.mmd_weight * sg.mmd;
+        let loss = sg.ce + opts.config.mmd_weight * sg.mmd;
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 step,
                 message: format!("loss is {loss}"),
             });
         }
-        let lr = lr_at(step, st.lora.lr, opts.warmup_steps, steps);
-        let gate_lr = lr_at(step, st.gates.lr, opts.warmup_steps, steps);
+        let lr = lr_at(step, st.lora.lr, opts.config.warmup_steps(), steps);
+        let gate_lr = lr_at(step, st.gates.lr, opts.config.warmup_steps(), steps);
         for (group, norm) in [
             ("LoRA", st.lora.step(&mut sg.lora, lr)?),
             ("gate", st.gates.step(&mut sg.gates, gate_lr)?),
@@ -758,7 +638,7 @@ fn train_steps(
             sg.ce, sg.mmd
         ));
         let taken = step + 1;
-        if taken % opts.eval_every == 0 || taken == steps {
+        if taken % opts.config.eval_every() == 0 || taken == steps {
             let line = out.evaluate_and_checkpoint(st, taken)?;
             append_metrics(
                 &opts.out.join(METRICS_FILE),
@@ -801,8 +681,8 @@ struct Outputs<'a> {
     ctx: &'a Context,
     trainable: &'a Trainable,
     run_id: &'a str,
-    layout: &'a Layout,
-    hp: &'a Hyperparameters,
+    layout: &'a AdapterSpec,
+    hp: &'a TrainConfig,
 }
 
 impl Outputs<'_> {
@@ -826,7 +706,7 @@ impl Outputs<'_> {
         };
         // The first evaluation after an update is always kept: a trained method never keeps its
         // untrained state.
-        let kept = match ctx.opts.selection {
+        let kept = match ctx.opts.config.selection {
             Selection::Last => true,
             Selection::SourceVal => {
                 st.meta.best_step == 0 || eval.source_val_acc > st.meta.best_acc
@@ -893,7 +773,7 @@ pub fn step_gradients(
     domains: &[u32],
     mmd_weight: f64,
 ) -> Result<StepGradients> {
-    let gates_on = trainable.layout().gates;
+    let gates_on = trainable.spec().gates;
     let hooks = trainable.hooks()?;
     let feats = model.image_features(pixels, &hooks, gates_on)?;
     let logits = (l2_normalize(&feats.embeds)?.matmul(&classifier.class_embeds().t()?)?
@@ -964,8 +844,8 @@ fn write_outputs(
     best: &HashMap<String, Tensor>,
     meta: &StateMeta,
     run_id: &str,
-    layout: &Layout,
-    hp: &Hyperparameters,
+    layout: &AdapterSpec,
+    hp: &TrainConfig,
 ) -> Result<()> {
     let o = &ctx.opts;
     let adapter = trainable.adapter_from(
@@ -984,15 +864,15 @@ fn write_outputs(
             weights,
         },
         classes: ctx.split.classes.clone(),
-        templates: o.templates.clone(),
-        method: o.method,
+        templates: o.config.templates.clone(),
+        method: o.config.method,
         lora: layout.lora.clone(),
         gates: layout.gates,
         domains: ctx.split.domains.clone(),
         target_domains: o.target_domains.clone(),
-        split_seed: o.split_seed,
-        holdout_fraction: o.holdout_fraction,
-        hyperparameters: hp.clone(),
+        split_seed: o.config.split_seed(),
+        holdout_fraction: o.config.holdout_fraction,
+        config: hp.clone(),
         best_step: meta.best_step,
         best_source_val_acc: meta.best_acc,
     };
@@ -1035,10 +915,10 @@ fn render_report(
     meta: &StateMeta,
     trained: &[DomainAccuracy],
     parameters: usize,
-    layout: &Layout,
+    layout: &AdapterSpec,
 ) -> String {
     let mut s = String::new();
-    let kept = match (o.method, o.selection) {
+    let kept = match (o.config.method, o.config.selection) {
         (Method::ZeroShot, _) => "no training".to_string(),
         (_, Selection::SourceVal) => format!(
             "kept step {} (selected by source-val {:.2}%)",
@@ -1053,7 +933,7 @@ fn render_report(
     };
     s.push_str(&format!(
         "# ahp-train report\n\nmethod `{}`, target {}, {kept}, {} trainable parameters{}\n\n",
-        o.method.as_str(),
+        o.config.method.as_str(),
         o.target_domains.join(", "),
         parameters,
         layout
@@ -1064,7 +944,7 @@ fn render_report(
     ));
     s.push_str(&format!(
         "| domain | split | images | zero-shot | {} |\n|---|---|---:|---:|---:|\n",
-        o.method.as_str()
+        o.config.method.as_str()
     ));
     for row in trained {
         let zs = meta

@@ -284,7 +284,7 @@ fn a_short_run_keeps_a_trained_checkpoint() {
             .expect("json");
     let kept = manifest["best_step"].as_u64().expect("best_step");
     assert!([10, 20, 30].contains(&kept), "kept step {kept}");
-    assert_eq!(manifest["hyperparameters"]["selection"], "source-val");
+    assert_eq!(manifest["config"]["selection"], "source-val");
     let a = adapter(&out);
     let b_max = a
         .iter()
@@ -321,7 +321,7 @@ fn a_short_run_keeps_a_trained_checkpoint() {
         serde_json::from_str(&std::fs::read_to_string(last.join("run.json")).expect("run.json"))
             .expect("json");
     assert_eq!(manifest["best_step"], 20);
-    assert_eq!(manifest["hyperparameters"]["selection"], "last");
+    assert_eq!(manifest["config"]["selection"], "last");
 }
 
 /// Without a usable held-out split, selection by source validation is an error naming the

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use ahp_data::{BalancedBatcher, DomainBedDataset, LoaderConfig, ScanOptions, SplitOptions};
 use ahp_model::{gates_from_logits, LoadedClip, ZeroShotClassifier, DEFAULT_TEMPLATE};
 use ahp_spec::run::{gate_key, Method, RunManifest};
-use ahp_train::adapters::{default_ranks, Layout, Trainable};
 use ahp_train::train::step_gradients;
+use ahp_train::trainable::{default_ranks, AdapterSpec, Trainable};
 use candle_core::{Device, Tensor, Var};
 
 #[test]
@@ -140,7 +140,7 @@ fn mmd_gradient_reaches_gates_only() {
     let batch = batcher.batch_at(0).expect("batch");
     let vision = clip.model.config().vision_config.clone();
     let trainable = Trainable::init(
-        Layout::new(Method::Ahp, &default_ranks(3), 8.0, &vision).expect("layout"),
+        AdapterSpec::new(Method::Ahp, &default_ranks(3), 8.0, &vision).expect("layout"),
         &vision,
         0,
         &Device::Cpu,

@@ -13,6 +13,7 @@ use ahp_spec::io::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use ahp_spec::run::{Method, RunManifest, WeightFile, ADAPTER_FILE, MANIFEST_FILE};
 use ahp_spec::{ClipConfig, PreprocessConfig};
 use candle_core::{DType, Device, Tensor};
+use onnx_protobuf::ModelProto;
 
 use crate::error::{ExportError, Result};
 use crate::fold;
@@ -151,87 +152,102 @@ fn verify_sha256(checkpoint: &Checkpoint, recorded: &[WeightFile], manifest: &Pa
     Ok(())
 }
 
+/// The base weight files of a run: those `run.json` records (checked against `checkpoint`
+/// when `verify`), or `checkpoint`'s own digests when it records none.
+fn run_base_weights(
+    manifest: &RunManifest,
+    run_dir: &Path,
+    checkpoint: &Checkpoint,
+    verify: bool,
+) -> Result<Vec<WeightFile>> {
+    if manifest.base.weights.is_empty() {
+        return hash_weights(checkpoint);
+    }
+    if verify {
+        let manifest_path = run_dir.join(MANIFEST_FILE);
+        verify_sha256(checkpoint, &manifest.base.weights, &manifest_path)?;
+    }
+    Ok(manifest.base.weights.clone())
+}
+
 impl Prepared {
     /// Loads and folds `source` on the CPU.
     pub fn load(source: &Source) -> Result<Self> {
-        let device = Device::Cpu;
         match source {
             Source::ZeroShot {
                 clip,
                 labels,
                 templates,
-            } => {
-                let checkpoint = Checkpoint::resolve(clip)?;
-                let base = fold::load_weights(&checkpoint.weight_files)?;
-                let model = fold::build_model(&base, &checkpoint.config, &device)?;
-                let tokenizer =
-                    ClipTokenizer::from_dir(&checkpoint.dir, &checkpoint.config.text_config)?;
-                ahp_spec::run::check_templates(templates).map_err(ExportError::Invalid)?;
-                let zs = ZeroShotClassifier::with_templates(&model, &tokenizer, labels, templates)?;
-                let base_weights = hash_weights(&checkpoint)?;
-                Self::assemble(
-                    &checkpoint,
-                    clip.clone(),
-                    base_weights,
-                    base,
-                    model,
-                    Vec::new(),
-                    zs.class_embeds().clone(),
-                    zs.logit_scale(),
-                    labels.clone(),
-                    templates.clone(),
-                    Method::ZeroShot,
-                    None,
-                )
-            }
+            } => Self::load_zero_shot(clip, labels, templates),
             Source::Run {
                 run_dir,
                 base,
                 verify_base_sha256,
-            } => {
-                if !run_dir.is_dir() {
-                    return Err(ExportError::file(run_dir, "run directory not found"));
-                }
-                let manifest = ahp_model::read_manifest(run_dir)?;
-                let checkpoint = resolve_base(&manifest, run_dir, base.as_deref())?;
-                let manifest_path = run_dir.join(MANIFEST_FILE);
-                let base_weights = if manifest.base.weights.is_empty() {
-                    hash_weights(&checkpoint)?
-                } else {
-                    if *verify_base_sha256 {
-                        verify_sha256(&checkpoint, &manifest.base.weights, &manifest_path)?;
-                    }
-                    manifest.base.weights.clone()
-                };
-                let adapter = Adapter::load(
-                    &run_dir.join(ADAPTER_FILE),
-                    &manifest,
-                    &checkpoint.config,
-                    &device,
-                )?;
-                let weights = fold::load_weights(&checkpoint.weight_files)?;
-                let model = fold::build_model(&weights, &checkpoint.config, &device)?;
-                let logit_scale = adapter
-                    .logit_scale
-                    .to_dtype(DType::F32)?
-                    .to_scalar::<f32>()?;
-                Self::assemble(
-                    &checkpoint,
-                    base.clone()
-                        .unwrap_or_else(|| manifest.base.location.clone()),
-                    base_weights,
-                    weights,
-                    model,
-                    adapter.hooks,
-                    adapter.text_embeds,
-                    logit_scale,
-                    manifest.classes.clone(),
-                    manifest.templates.clone(),
-                    manifest.method,
-                    Some(manifest.run_id.clone()),
-                )
-            }
+            } => Self::load_run(run_dir, base.as_deref(), *verify_base_sha256),
         }
+    }
+
+    /// A plain checkpoint with the zero-shot classifier of `labels` and `templates`.
+    fn load_zero_shot(clip: &str, labels: &[String], templates: &[String]) -> Result<Self> {
+        let checkpoint = Checkpoint::resolve(clip)?;
+        let base = fold::load_weights(&checkpoint.weight_files)?;
+        let model = fold::build_model(&base, &checkpoint.config, &Device::Cpu)?;
+        let tokenizer = ClipTokenizer::from_dir(&checkpoint.dir, &checkpoint.config.text_config)?;
+        ahp_spec::run::check_templates(templates).map_err(ExportError::Invalid)?;
+        let zs = ZeroShotClassifier::with_templates(&model, &tokenizer, labels, templates)?;
+        let base_weights = hash_weights(&checkpoint)?;
+        Self::assemble(
+            &checkpoint,
+            clip.to_string(),
+            base_weights,
+            base,
+            model,
+            Vec::new(),
+            zs.class_embeds().clone(),
+            zs.logit_scale(),
+            labels.to_vec(),
+            templates.to_vec(),
+            Method::ZeroShot,
+            None,
+        )
+    }
+
+    /// A run directory's adapter on its base checkpoint (`base` overrides the one `run.json`
+    /// names; `verify_base_sha256` checks its weights against the recorded digests).
+    fn load_run(run_dir: &Path, base: Option<&str>, verify_base_sha256: bool) -> Result<Self> {
+        if !run_dir.is_dir() {
+            return Err(ExportError::file(run_dir, "run directory not found"));
+        }
+        let device = Device::Cpu;
+        let manifest = ahp_model::read_manifest(run_dir)?;
+        let checkpoint = resolve_base(&manifest, run_dir, base)?;
+        let base_weights = run_base_weights(&manifest, run_dir, &checkpoint, verify_base_sha256)?;
+        let adapter = Adapter::load(
+            &run_dir.join(ADAPTER_FILE),
+            &manifest,
+            &checkpoint.config,
+            &device,
+        )?;
+        let weights = fold::load_weights(&checkpoint.weight_files)?;
+        let model = fold::build_model(&weights, &checkpoint.config, &device)?;
+        let logit_scale = adapter
+            .logit_scale
+            .to_dtype(DType::F32)?
+            .to_scalar::<f32>()?;
+        Self::assemble(
+            &checkpoint,
+            base.map_or_else(|| manifest.base.location.clone(), str::to_string),
+            base_weights,
+            weights,
+            model,
+            adapter.hooks,
+            adapter.text_embeds,
+            logit_scale,
+            manifest.classes.clone(),
+            manifest.templates.clone(),
+            manifest.method,
+            Some(manifest.run_id.clone()),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -286,7 +302,7 @@ impl Prepared {
 
     /// The plain model built from the folded weights.
     pub fn folded_model(&self) -> Result<ClipModel> {
-        fold::build_model(&self.folded, &self.config, &Device::Cpu)
+        Ok(fold::build_model(&self.folded, &self.config, &Device::Cpu)?)
     }
 
     fn classifier_head(&self) -> Result<ZeroShotClassifier> {
@@ -458,94 +474,24 @@ pub fn export(
     options: &ExportOptions,
 ) -> Result<ExportSummary> {
     options.onnx.check()?;
-    let cfg = &prepared.config;
-    let nh = cfg.vision_config.num_attention_heads;
-    let plan = options
-        .prune_threshold
-        .map(|t| prune::plan(&prepared.gates, nh, t))
-        .transpose()?;
-    if let Some(p) = &plan {
-        if !options.prune_empty_blocks {
-            p.check_no_empty_block()?;
-        }
-    }
-    let model = onnx::build_model(
-        &VisionGraph {
-            config: cfg,
-            weights: &prepared.folded,
-            classifier: &prepared.classifier,
-            kept_heads: plan.as_ref().map(|p| p.kept.as_slice()),
-        },
-        &prepared.metadata(plan.as_ref()),
-        &options.onnx,
-    )?;
+    let plan = prune_plan(prepared, options)?;
+    let model = build_graph(prepared, plan.as_ref(), &options.onnx)?;
     let tmp = TempFile::next_to(output)?;
     let bytes = onnx::write_model(&model, tmp.path())?;
-
-    let mut pruning = plan.map(|plan| PruneReport {
-        flops_before: prune::vision_flops(
-            cfg,
-            &vec![nh; cfg.vision_config.num_hidden_layers],
-            prepared.labels.len(),
-        ),
-        flops_after: prune::vision_flops(cfg, &plan.heads_per_block(), prepared.labels.len()),
-        plan,
-        diff_vs_unpruned: Vec::new(),
-    });
-
+    let mut pruning = plan.map(|plan| prune_report(prepared, plan));
     let validation = if options.verify {
-        let pixels = prepared.seeded_pixels(options.validation_batch.max(2), options.seed)?;
-        let adapted = prepared.reference(&pixels)?;
-        let reference = match &pruning {
-            Some(p) => {
-                let masked = prune::mask_pruned_heads(&prepared.folded, cfg, &p.plan)?;
-                let masked = fold::build_model(&masked, cfg, &Device::Cpu)?;
-                prepared.outputs_of(&masked, &[], &pixels)?
-            }
-            None => adapted.clone(),
-        };
-        let tol = if options.onnx.fp16 {
-            ONNX_FP16_VS_CANDLE
-        } else {
-            ONNX_VS_CANDLE
-        };
-        let expected = [
-            Expected {
-                name: OUTPUT_LOGITS.into(),
-                tensor: reference.0,
-                tolerance: tol * f64::from(prepared.logit_scale).exp().max(1.0) as f32,
-            },
-            Expected {
-                name: OUTPUT_IMAGE_EMBEDS.into(),
-                tensor: reference.1,
-                tolerance: tol,
-            },
-        ];
-        let actual = validate::run_tract(tmp.path(), &pixels)?;
-        let v = validate::compare(output, &actual, &expected)?;
-        if let Some(p) = pruning.as_mut() {
-            for ((name, t), r) in actual.iter().zip([&adapted.0, &adapted.1]) {
-                p.diff_vs_unpruned
-                    .push((name.clone(), validate::max_abs_diff(t, r)?));
-            }
-        }
-        Some(v)
+        Some(validate_export(
+            prepared,
+            tmp.path(),
+            output,
+            options,
+            pruning.as_mut(),
+        )?)
     } else {
         None
     };
     let triton_dir = match &options.triton {
-        Some((repo, name)) => {
-            let v = &cfg.vision_config;
-            let entry = TritonModel {
-                name: name.clone(),
-                channels: v.num_channels,
-                image_size: v.image_size,
-                classes: prepared.labels.len(),
-                projection_dim: cfg.projection_dim,
-                max_batch_size: 32,
-            };
-            Some(triton::write_repository(repo, tmp.path(), &entry)?)
-        }
+        Some((repo, name)) => Some(write_triton(prepared, repo, name, tmp.path())?),
         None => None,
     };
     tmp.persist()?;
@@ -557,4 +503,131 @@ pub fn export(
         pruning,
         triton_dir,
     })
+}
+
+/// The heads to remove with `--prune-heads` (`None` without a threshold); a plan that empties
+/// a block is refused unless `prune_empty_blocks`.
+fn prune_plan(prepared: &Prepared, options: &ExportOptions) -> Result<Option<PrunePlan>> {
+    let nh = prepared.config.vision_config.num_attention_heads;
+    let plan = options
+        .prune_threshold
+        .map(|t| prune::plan(&prepared.gates, nh, t))
+        .transpose()?;
+    if let Some(p) = &plan {
+        if !options.prune_empty_blocks {
+            p.check_no_empty_block()?;
+        }
+    }
+    Ok(plan)
+}
+
+/// The ONNX model of the folded weights (without the heads `plan` removes) with its metadata.
+fn build_graph(
+    prepared: &Prepared,
+    plan: Option<&PrunePlan>,
+    options: &OnnxOptions,
+) -> Result<ModelProto> {
+    onnx::build_model(
+        &VisionGraph {
+            config: &prepared.config,
+            weights: &prepared.folded,
+            classifier: &prepared.classifier,
+            kept_heads: plan.map(|p| p.kept.as_slice()),
+        },
+        &prepared.metadata(plan),
+        options,
+    )
+}
+
+/// The FLOPs before and after `plan` (the differences are filled in by the validation).
+fn prune_report(prepared: &Prepared, plan: PrunePlan) -> PruneReport {
+    let cfg = &prepared.config;
+    let nh = cfg.vision_config.num_attention_heads;
+    let classes = prepared.labels.len();
+    PruneReport {
+        flops_before: prune::vision_flops(
+            cfg,
+            &vec![nh; cfg.vision_config.num_hidden_layers],
+            classes,
+        ),
+        flops_after: prune::vision_flops(cfg, &plan.heads_per_block(), classes),
+        plan,
+        diff_vs_unpruned: Vec::new(),
+    }
+}
+
+/// Runs the file at `written` with tract and compares it with the candle reference (the
+/// masked model when pruning, whose report gets the differences to the unpruned model);
+/// errors name `output`.
+fn validate_export(
+    prepared: &Prepared,
+    written: &Path,
+    output: &Path,
+    options: &ExportOptions,
+    pruning: Option<&mut PruneReport>,
+) -> Result<Validation> {
+    let pixels = prepared.seeded_pixels(options.validation_batch.max(2), options.seed)?;
+    let adapted = prepared.reference(&pixels)?;
+    let reference = match &pruning {
+        Some(p) => pruned_reference(prepared, &p.plan, &pixels)?,
+        None => adapted.clone(),
+    };
+    let expected = expected_outputs(prepared, reference, options.onnx.fp16);
+    let actual = validate::run_tract(written, &pixels)?;
+    let v = validate::compare(output, &actual, &expected)?;
+    if let Some(p) = pruning {
+        for ((name, t), r) in actual.iter().zip([&adapted.0, &adapted.1]) {
+            p.diff_vs_unpruned
+                .push((name.clone(), validate::max_abs_diff(t, r)?));
+        }
+    }
+    Ok(v)
+}
+
+/// `(logits, image_embeds)` of the folded model with the heads of `plan` masked out.
+fn pruned_reference(
+    prepared: &Prepared,
+    plan: &PrunePlan,
+    pixels: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let cfg = &prepared.config;
+    let masked = prune::mask_pruned_heads(&prepared.folded, cfg, plan)?;
+    let masked = fold::build_model(&masked, cfg, &Device::Cpu)?;
+    prepared.outputs_of(&masked, &[], pixels)
+}
+
+/// The reference outputs with their tolerances (the logits' scaled by `exp(logit_scale)`).
+fn expected_outputs(prepared: &Prepared, reference: (Tensor, Tensor), fp16: bool) -> [Expected; 2] {
+    let tol = if fp16 {
+        ONNX_FP16_VS_CANDLE
+    } else {
+        ONNX_VS_CANDLE
+    };
+    [
+        Expected {
+            name: OUTPUT_LOGITS.into(),
+            tensor: reference.0,
+            tolerance: tol * f64::from(prepared.logit_scale).exp().max(1.0) as f32,
+        },
+        Expected {
+            name: OUTPUT_IMAGE_EMBEDS.into(),
+            tensor: reference.1,
+            tolerance: tol,
+        },
+    ]
+}
+
+/// Writes the Triton model repository entry `name` under `repo` for the model at `model`.
+fn write_triton(prepared: &Prepared, repo: &Path, name: &str, model: &Path) -> Result<PathBuf> {
+    let cfg = &prepared.config;
+    let v = &cfg.vision_config;
+    let entry = TritonModel {
+        name: name.to_string(),
+        channels: v.num_channels,
+        image_size: v.image_size,
+        classes: prepared.labels.len(),
+        projection_dim: cfg.projection_dim,
+        max_batch_size: 32,
+    };
+    triton::write_repository(repo, model, &entry)
 }

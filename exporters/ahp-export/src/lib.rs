@@ -11,7 +11,8 @@
 //!   model with its hooks;
 //! * [`mod@export`]: the pipeline (temporary file, validation, atomic rename);
 //! * [`prune`]: optional removal of heads with small gates;
-//! * [`triton`]: optional Triton model repository entry.
+//! * [`triton`]: optional Triton model repository entry;
+//! * [`cli`]: the `ahp-export` command line (also `ahp export`).
 //!
 //! ```no_run
 //! use ahp_export::export::{export, ExportOptions, Prepared, Source};
@@ -26,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
 pub mod error;
 pub mod export;
 pub mod fold;

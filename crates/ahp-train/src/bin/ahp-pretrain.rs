@@ -1,12 +1,8 @@
 //! `ahp-pretrain`: contrastive pretraining of the small synthetic-domain CLIP that the demo
-//! embeds (see `ahp_train::pretrain`).
+//! embeds (the code is `ahp_train::cli::pretrain`, also run by `ahp pretrain`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ahp_train::pretrain::{pretrain, PretrainOptions};
-use anyhow::Result;
-use candle_core::Device;
 use clap::Parser;
 
 // Training allocates and frees many large tensors per step; mimalloc reuses them instead of
@@ -14,100 +10,17 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Pretrain a small CLIP on synthetic multi-domain images with style+class captions and write
-/// it as a Hugging Face checkpoint.
-#[derive(Parser, Debug)]
-#[command(name = "ahp-pretrain", version)]
-struct Args {
-    /// Output checkpoint directory.
-    #[arg(long, default_value = "models/ahp-synth-clip")]
-    out: PathBuf,
-    /// Optimizer steps.
-    #[arg(long, default_value_t = PretrainOptions::default().steps)]
-    steps: u64,
-    /// Images per step.
-    #[arg(long, default_value_t = PretrainOptions::default().batch_size)]
-    batch_size: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = PretrainOptions::default().lr)]
-    lr: f64,
-    /// Linear warmup steps (then cosine decay to 0).
-    #[arg(long, default_value_t = PretrainOptions::default().warmup_steps)]
-    warmup_steps: u64,
-    /// AdamW weight decay of the weight matrices.
-    #[arg(long, default_value_t = PretrainOptions::default().weight_decay)]
-    weight_decay: f64,
-    /// Seed.
-    #[arg(long, default_value_t = PretrainOptions::default().seed)]
-    seed: u64,
-    /// Object classes.
-    #[arg(long, default_value_t = PretrainOptions::default().classes)]
-    classes: usize,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = PretrainOptions::default().image_size)]
-    image_size: usize,
-    /// Patch side in pixels (must divide the image side).
-    #[arg(long, default_value_t = PretrainOptions::default().patch_size)]
-    patch_size: usize,
-    /// CPU threads of the tensor kernels (0 = all cores). At this model size one thread is
-    /// the fastest: candle's per-op fan-out costs more than the small matrices gain.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Print loss and batch accuracy every this many steps (0 = never).
-    #[arg(long, default_value_t = PretrainOptions::default().log_every)]
-    log_every: u64,
-    /// No progress bar (the periodic statistics go to stderr).
-    #[arg(long)]
-    quiet: bool,
-}
-
-fn run(a: Args) -> Result<()> {
-    ahp_train::set_cpu_threads(a.threads);
-    let s = pretrain(
-        &PretrainOptions {
-            out: a.out,
-            steps: a.steps,
-            batch_size: a.batch_size,
-            lr: a.lr,
-            warmup_steps: a.warmup_steps,
-            weight_decay: a.weight_decay,
-            seed: a.seed,
-            classes: a.classes,
-            image_size: a.image_size,
-            patch_size: a.patch_size,
-            progress: !a.quiet,
-            log_every: a.log_every,
-            ..Default::default()
-        },
-        &Device::Cpu,
-    )?;
-    println!(
-        "wrote {} ({} parameters) in {:.0} s ({:.0} s training), final loss {:.4}",
-        s.out.display(),
-        s.parameters,
-        s.seconds,
-        s.train_seconds,
-        s.final_loss
-    );
-    println!("zero-shot accuracy with \"a photo of a {{}}.\":");
-    for d in &s.zero_shot {
-        println!(
-            "  {:<10} {:>6.2}%  ({} images)",
-            d.domain,
-            100.0 * d.accuracy,
-            d.images
-        );
-    }
-    Ok(())
+#[derive(Parser)]
+#[command(
+    name = "ahp-pretrain",
+    version,
+    about = "Pretrain a small CLIP on synthetic multi-domain images (style + class captions) and write it as a Hugging Face checkpoint"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: ahp_train::cli::pretrain::PretrainCliArgs,
 }
 
 fn main() -> ExitCode {
-    ahp_train::retain_freed_memory();
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ahp_train::cli::pretrain::main(Cli::parse().args)
 }

@@ -30,15 +30,16 @@ pub fn synth_data(dir: &Path) -> PathBuf {
 
 /// Options that make the fixture model learn within a few seconds.
 pub fn options(data: PathBuf, out: PathBuf) -> ahp_train::TrainOptions {
-    ahp_train::TrainOptions {
+    let config = ahp_spec::TrainConfig {
         steps: 100,
         batch_size: 24,
         lr: 1e-2,
         gate_lr: 5e-2,
-        warmup_steps: 10,
-        eval_every: 20,
-        ..ahp_train::TrainOptions::new(&fixture_clip(), &data, &["sketch".into()], &out)
-    }
+        warmup_steps: Some(10),
+        eval_every: Some(20),
+        ..Default::default()
+    };
+    ahp_train::TrainOptions::new(&fixture_clip(), &data, &["sketch".into()], &out, config)
 }
 
 /// Largest absolute value of a tensor.

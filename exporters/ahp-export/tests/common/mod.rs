@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use ahp_model::{Adapter, HeadHooks, HeadLowRank};
 use ahp_spec::run::{
-    BaseModel, Hyperparameters, LoraSpec, Method, Projection, RunManifest, WeightFile,
-    ADAPTER_FILE, FORMAT_VERSION, MANIFEST_FILE,
+    BaseModel, LoraSpec, Method, Projection, RunManifest, WeightFile, ADAPTER_FILE, FORMAT_VERSION,
+    MANIFEST_FILE,
 };
 use ahp_spec::ClipConfig;
 use candle_core::{DType, Device, Tensor};
@@ -168,21 +168,18 @@ pub fn manifest(
         target_domains: vec!["sketch".into()],
         split_seed: 0,
         holdout_fraction: 0.2,
-        hyperparameters: Hyperparameters {
+        config: ahp_spec::TrainConfig {
+            method,
             steps: 10,
             batch_size: 4,
             lr: 1e-3,
-            gate_lr: 1e-2,
-            weight_decay: 0.0,
-            gate_weight_decay: 0.0,
-            warmup_steps: 0,
-            grad_clip: 1.0,
-            gate_grad_clip: 1.0,
-            mmd_weight: 1.0,
+            warmup_steps: Some(0),
             seed: spec.seed,
-            eval_every: 5,
-            selection: ahp_spec::run::Selection::SourceVal,
-        },
+            split_seed: Some(0),
+            eval_every: Some(5),
+            ..Default::default()
+        }
+        .resolved(),
         best_step: 10,
         best_source_val_acc: 0.5,
     }
