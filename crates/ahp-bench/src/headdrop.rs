@@ -13,7 +13,7 @@ use ahp_model::fold::{build_model, gate_values};
 use ahp_model::prune::{mask_pruned_heads, PrunePlan};
 use ahp_model::{pixel_batch, Checkpoint, ZeroShotClassifier};
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -123,13 +123,7 @@ impl<'a> DropEval<'a> {
         };
         let weights = mask_pruned_heads(self.base, &self.checkpoint.config, &plan)?;
         let model = build_model(&weights, &self.checkpoint.config, self.device)?;
-        let (mut correct, mut total) = (0usize, 0usize);
-        for (pixels, labels) in &images.0 {
-            let logits = self.classifier.logits_for_pixels(&model, pixels, &[])?;
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += pred.iter().zip(labels).filter(|(p, l)| p == l).count();
-            total += labels.len();
-        }
+        let (correct, total) = ahp_train::eval::accuracy(&model, self.classifier, &[], &images.0)?;
         Ok(correct as f64 / total.max(1) as f64)
     }
 
@@ -192,7 +186,7 @@ pub struct DropPlan<'a> {
 /// The three strategies' curves for one target.
 pub fn head_drop(eval: &DropEval<'_>, plan: &DropPlan<'_>) -> Result<HeadDrop> {
     let config = &eval.checkpoint.config;
-    let (_, adapter) = ahp_model::adapter::load_run(plan.gates_run, config, eval.device)
+    let (_, adapter) = ahp_model::run_dir::load_run(plan.gates_run, config, eval.device)
         .with_context(|| format!("{}: cannot load the run", plan.gates_run.display()))?;
     let gates: Vec<Vec<f32>> = gate_values(&adapter.hooks)?
         .into_iter()

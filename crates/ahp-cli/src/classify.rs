@@ -73,25 +73,9 @@ fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The trimmed labels: none empty, none twice.
+/// The trimmed labels: at least one, none empty, none twice.
 fn checked_labels(classes: &[String]) -> Result<Vec<String>> {
-    let labels: Vec<String> = classes.iter().map(|c| c.trim().to_string()).collect();
-    if let Some(i) = labels.iter().position(String::is_empty) {
-        bail!(
-            "--classes: label {} of {} is empty (in {:?})",
-            i + 1,
-            labels.len(),
-            classes.join(",")
-        );
-    }
-    if let Some(dup) = labels
-        .iter()
-        .enumerate()
-        .find(|(i, l)| labels[..*i].contains(l))
-    {
-        bail!("--classes: label `{}` is given twice", dup.1);
-    }
-    Ok(labels)
+    ahp_spec::run::check_labels(classes).map_err(|m| anyhow::anyhow!("--classes: {m}"))
 }
 
 /// How the results are printed: a table, or one JSON object per image.

@@ -77,7 +77,7 @@ fn classes_of(checkpoint: &Path) -> Result<usize> {
     Ok(known)
 }
 
-/// Runs the demo.
+/// Runs the demo: data, training, export, ONNX Runtime, summary.
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     let checkpoint =
@@ -87,8 +87,39 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let classes = classes_of(&checkpoint.dir)?;
     Style::parse(&a.target_domain).context("--target-domain")?;
     let config = a.train_config()?;
+    let data = make_data(&a, classes, size)?;
+    let run_dir = a.out.join("run");
+    let (zs, purified) = train_run(&a, &data, &run_dir, config)?;
+    let onnx_path = a.out.join("model.onnx");
+    let bytes = export_run(&run_dir, &onnx_path)?;
+    let ort_acc = predict_target(&a, &data, &onnx_path)?;
+    println!("\n== summary");
+    if let (Some(z), Some(p)) = (zs, purified) {
+        println!(
+            "unseen domain `{}`: zero-shot {:.2}% -> purified {:.2}% (candle), {:.2}% (exported ONNX on ONNX Runtime)",
+            a.target_domain,
+            100.0 * z,
+            100.0 * p,
+            100.0 * ort_acc
+        );
+    }
+    println!("artifacts:");
+    println!("  data          {}", data.display());
+    println!(
+        "  run directory {} (adapter.safetensors, run.json, metrics.jsonl, report.md)",
+        run_dir.display()
+    );
+    println!(
+        "  ONNX model    {} ({:.1} MB; try it in the browser page web/ or with ahp-serve)",
+        onnx_path.display(),
+        bytes as f64 / 1e6
+    );
+    println!("done in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
 
-    // 1. Data.
+/// Step 1: renders the synthetic domains under `out/data`.
+fn make_data(a: &DemoArgs, classes: usize, size: u32) -> Result<PathBuf> {
     let data = a.out.join("data");
     let synth = ahp_data::synth::generate(
         &SynthConfig {
@@ -101,8 +132,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
         &data,
     )?;
     println!("== 1/4 synthetic data (DomainBed layout)\n{synth}\n");
+    Ok(data)
+}
 
-    // 2. Zero-shot evaluation and leave-one-domain-out purification training.
+/// Step 2: zero-shot evaluation and leave-one-domain-out purification training into a fresh
+/// `run_dir`. Returns the target accuracy zero-shot and purified.
+fn train_run(
+    a: &DemoArgs,
+    data: &Path,
+    run_dir: &Path,
+    config: TrainConfig,
+) -> Result<(Option<f64>, Option<f64>)> {
     println!(
         "== 2/4 ahp-train: target domain `{}` held out, sources {}",
         a.target_domain,
@@ -113,18 +153,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let run_dir = a.out.join("run");
     if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir)
+        std::fs::remove_dir_all(run_dir)
             .with_context(|| format!("{}: cannot remove the previous run", run_dir.display()))?;
     }
     let summary = train(&TrainOptions {
         progress: !a.quiet,
         ..TrainOptions::new(
             &a.clip,
-            &data,
+            data,
             std::slice::from_ref(&a.target_domain),
-            &run_dir,
+            run_dir,
             config,
         )
     })?;
@@ -133,7 +172,6 @@ pub fn run(a: DemoArgs) -> Result<()> {
             .find(|r| r.split == "target")
             .map(|r| r.correct as f64 / r.images.max(1) as f64)
     };
-    let (zs, purified) = (acc(&summary.zero_shot), acc(&summary.trained));
     println!("{}", summary.report);
     println!(
         "kept step {} (source-val {:.2}%), {:.0} train images/s\n",
@@ -141,16 +179,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
         100.0 * summary.best_source_val_acc,
         summary.images_per_sec
     );
+    Ok((acc(&summary.zero_shot), acc(&summary.trained)))
+}
 
-    // 3. Fold + export + validate.
+/// Step 3: folds the run and writes the validated ONNX model; returns its size in bytes.
+fn export_run(run_dir: &Path, onnx_path: &Path) -> Result<u64> {
     println!("== 3/4 ahp-export: fold HA-LoRA and gates into plain weights, write ONNX");
     let prepared = Prepared::load(&Source::Run {
-        run_dir: run_dir.clone(),
+        run_dir: run_dir.to_path_buf(),
         base: None,
         verify_base_sha256: true,
     })?;
-    let onnx_path = a.out.join("model.onnx");
-    let exported = export(&prepared, &onnx_path, &ExportOptions::default())?;
+    let exported = export(&prepared, onnx_path, &ExportOptions::default())?;
     if let Some(v) = &exported.validation {
         for o in &v.outputs {
             println!(
@@ -163,8 +203,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "  graph: {} nodes, {} parameters (the same graph as a plain CLIP)",
         exported.graph.nodes, exported.graph.parameters
     );
+    print_gates(&prepared.gates);
+    println!();
+    Ok(exported.bytes)
+}
+
+/// The folded gates per block, with the most suppressed and most amplified head.
+fn print_gates(gates: &[Option<Vec<f32>>]) {
     println!("gates (H * softmax per block; 1 = untouched, < 1 = suppressed head):");
-    for (i, g) in prepared.gates.iter().enumerate() {
+    for (i, g) in gates.iter().enumerate() {
         if let Some(g) = g {
             let values: Vec<String> = g.iter().map(|v| format!("{v:.2}")).collect();
             let (lo, hi) = g.iter().enumerate().fold((0, 0), |(lo, hi), (h, v)| {
@@ -179,20 +226,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
             );
         }
     }
-    println!();
+}
 
-    // 4. ONNX Runtime on the unseen domain.
-    println!(
-        "== 4/4 ahp-predict (ONNX Runtime) on the unseen `{}` images",
-        a.target_domain
-    );
-    let classifier = Classifier::builder()
-        .device(ExecutionProvider::Cpu)
-        .commit_from_file(&onnx_path)
-        .context("ONNX Runtime (scripts/fetch-onnxruntime.sh fetches it)")?;
-    let target_dir = data.join(&a.target_domain);
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    for class in classifier.info().labels.iter() {
+/// The target domain's images with their class, class by class in the model's label order.
+fn target_files(target_dir: &Path, labels: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for class in labels {
         let dir = target_dir.join(class);
         let mut in_class: Vec<PathBuf> = std::fs::read_dir(&dir)
             .with_context(|| format!("{}: cannot list", dir.display()))?
@@ -201,16 +240,29 @@ pub fn run(a: DemoArgs) -> Result<()> {
         in_class.sort();
         files.extend(in_class.into_iter().map(|p| (class.clone(), p)));
     }
+    Ok(files)
+}
+
+/// Step 4: classifies the unseen domain with ONNX Runtime, printing one image per class;
+/// returns the top-1 accuracy.
+fn predict_target(a: &DemoArgs, data: &Path, onnx_path: &Path) -> Result<f64> {
+    println!(
+        "== 4/4 ahp-predict (ONNX Runtime) on the unseen `{}` images",
+        a.target_domain
+    );
+    let classifier = Classifier::builder()
+        .device(ExecutionProvider::Cpu)
+        .commit_from_file(onnx_path)
+        .context("ONNX Runtime (scripts/fetch-onnxruntime.sh fetches it)")?;
+    let labels = &classifier.info().labels;
+    let files = target_files(&data.join(&a.target_domain), labels)?;
     // One example printed per class: its first image.
-    let examples: Vec<&PathBuf> = classifier
-        .info()
-        .labels
+    let examples: Vec<&PathBuf> = labels
         .iter()
         .filter_map(|label| files.iter().find(|(l, _)| l == label).map(|(_, p)| p))
         .collect();
     let t_predict = Instant::now();
-    let mut correct = 0usize;
-    let mut shown = 0usize;
+    let (mut correct, mut shown) = (0usize, 0usize);
     for chunk in files.chunks(32) {
         let images = chunk
             .iter()
@@ -242,28 +294,5 @@ pub fn run(a: DemoArgs) -> Result<()> {
         classifier.execution_provider(),
         files.len() as f64 / t_predict.elapsed().as_secs_f64().max(1e-9)
     );
-
-    println!("\n== summary");
-    if let (Some(z), Some(p)) = (zs, purified) {
-        println!(
-            "unseen domain `{}`: zero-shot {:.2}% -> purified {:.2}% (candle), {:.2}% (exported ONNX on ONNX Runtime)",
-            a.target_domain,
-            100.0 * z,
-            100.0 * p,
-            100.0 * ort_acc
-        );
-    }
-    println!("artifacts:");
-    println!("  data          {}", data.display());
-    println!(
-        "  run directory {} (adapter.safetensors, run.json, metrics.jsonl, report.md)",
-        run_dir.display()
-    );
-    println!(
-        "  ONNX model    {} ({:.1} MB; try it in the browser page web/ or with ahp-serve)",
-        onnx_path.display(),
-        exported.bytes as f64 / 1e6
-    );
-    println!("done in {:.0} s", t0.elapsed().as_secs_f64());
-    Ok(())
+    Ok(ort_acc)
 }

@@ -25,7 +25,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod adapter;
 pub mod checkpoint;
 pub mod clip;
 pub mod encoder;
@@ -35,16 +34,17 @@ pub mod heads;
 pub mod nn;
 pub mod ops;
 pub mod prune;
+pub mod run_dir;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;
 pub mod zero_shot;
 
-pub use adapter::{load_run, read_manifest, Adapter};
 pub use checkpoint::Checkpoint;
 pub use clip::{l2_normalize, pixel_batch, ClipModel, ClipOutput, ImageFeatures, LoadedClip};
 pub use error::{ModelError, Result};
 pub use heads::{fold_gates_into_out_proj, gates_from_logits, HeadHooks, HeadLowRank};
+pub use run_dir::{load_run, read_manifest, Adapter};
 pub use text::TokenBatch;
 pub use tokenizer::ClipTokenizer;
 pub use zero_shot::{prompt, Prediction, ZeroShotClassifier, DEFAULT_TEMPLATE};

@@ -163,6 +163,18 @@ impl ZeroShotClassifier {
         self.logits(&model.image_features(pixel_values, hooks, false)?.embeds)
     }
 
+    /// The top-1 class of every image of a pixel batch through `model` (with optional hooks):
+    /// the first maximal logit, as `torch.argmax`.
+    pub fn top1(
+        &self,
+        model: &ClipModel,
+        pixel_values: &Tensor,
+        hooks: &[HeadHooks],
+    ) -> Result<Vec<u32>> {
+        let logits = self.logits_for_pixels(model, pixel_values, hooks)?;
+        Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+
     /// Softmax over classes and the `top_k` labels per image.
     pub fn predict(&self, logits: &Tensor, top_k: usize) -> Result<Vec<Prediction>> {
         let probs = candle_nn::ops::softmax(logits, D::Minus1)?.to_vec2::<f32>()?;

@@ -44,7 +44,7 @@ pub mod server;
 
 pub use ahp_spec::scores::softmax;
 pub use ahp_spec::ModelInfo;
-pub use ahp_spec::{io, preprocess};
+pub use ahp_spec::{onnx_names, preprocess};
 pub use classifier::{Classifier, ClassifierBuilder, ExecutionProvider, Outputs};
 pub use error::{Error, Result, ORT_HINT};
 pub use logging::init_stderr_logger;

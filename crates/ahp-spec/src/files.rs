@@ -272,6 +272,25 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// sha256 of a file's contents, lowercase hex (read in 1 MiB chunks).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file =
+        File::open(path).map_err(|e| SpecError::file(path, format!("cannot open: {e}")))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| SpecError::file(path, format!("cannot read: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,23 +379,4 @@ mod tests {
             assert!(err.to_string().contains("character device"), "{err}");
         }
     }
-}
-
-/// sha256 of a file's contents, lowercase hex (read in 1 MiB chunks).
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut file =
-        File::open(path).map_err(|e| SpecError::file(path, format!("cannot open: {e}")))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| SpecError::file(path, format!("cannot read: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
 }

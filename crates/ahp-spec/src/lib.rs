@@ -7,7 +7,7 @@
 //! * [`preprocess`]: the one CLIP image preprocessing implementation (decode, RGB conversion,
 //!   bicubic shortest-side resize, center crop, rescale, normalize) used by training, the ONNX
 //!   Runtime crate and the browser crate, so their outputs agree;
-//! * [`io`]: ONNX input/output names and `ahp.*` metadata keys; [`metadata`]: reading them;
+//! * [`onnx_names`]: ONNX input/output names and `ahp.*` metadata keys; [`metadata`]: reading them;
 //! * [`scores`]: softmax and top-k ranking of logits (shared by the runtimes);
 //! * [`run`]: the run directory written by training and read by the exporter;
 //! * [`files`]: the one atomic write and bounded reads of regular files;
@@ -20,8 +20,8 @@ pub mod config;
 pub mod error;
 pub mod exit;
 pub mod files;
-pub mod io;
 pub mod metadata;
+pub mod onnx_names;
 pub mod preprocess;
 pub mod resample;
 pub mod run;

@@ -1,5 +1,5 @@
 //! Reading the `ahp.*` metadata properties of an exported model: class labels and the
-//! preprocessing parameters (see [`crate::io::meta`]). Shared by the ONNX Runtime crate and the
+//! preprocessing parameters (see [`crate::onnx_names::meta`]). Shared by the ONNX Runtime crate and the
 //! browser crate, so both read a model the same way.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Result, SpecError};
-use crate::io::meta;
+use crate::onnx_names::meta;
 use crate::PreprocessConfig;
 
 /// What a model's metadata says about how to use it.
@@ -36,78 +36,18 @@ impl ModelInfo {
             message,
         };
         let get = |key: &'static str| properties.get(key).map(|v| v.trim());
-
-        let labels_raw =
-            get(meta::LABELS).ok_or_else(|| {
-                err(
-                    meta::LABELS,
-                    "missing (this ONNX file was not written by ahp-export; export one with `ahp-export --run DIR OUT.onnx`)"
-                        .to_string(),
-                )
-            })?;
-        let labels: Vec<String> = serde_json::from_str(labels_raw).map_err(|e| {
-            err(
-                meta::LABELS,
-                format!("expected a JSON array of strings, got {labels_raw:?}: {e}"),
-            )
-        })?;
-        if labels.is_empty() {
-            return Err(err(meta::LABELS, "empty label list".to_string()));
-        }
-
-        let image_size = match get(meta::IMAGE_SIZE) {
-            None => None,
-            Some(s) => Some(
-                s.parse::<u32>()
-                    .ok()
-                    .filter(|v| (1..=crate::preprocess::MAX_IMAGE_SIDE).contains(v))
-                    .ok_or_else(|| {
-                        err(
-                            meta::IMAGE_SIZE,
-                            format!(
-                                "expected an integer from 1 to {}, got {s:?}",
-                                crate::preprocess::MAX_IMAGE_SIDE
-                            ),
-                        )
-                    })?,
-            ),
-        };
-        let sizes = match get(meta::RESIZE) {
-            Some(rule) => {
-                let parsed = parse_resize(rule).map_err(|m| err(meta::RESIZE, m))?;
-                if let Some(s) = image_size {
-                    if (parsed.1, parsed.2) != (s, s) {
-                        return Err(err(
-                            meta::IMAGE_SIZE,
-                            format!(
-                                "{s} disagrees with {} = {rule:?} (crop {}x{})",
-                                meta::RESIZE,
-                                parsed.1,
-                                parsed.2
-                            ),
-                        ));
-                    }
-                }
-                parsed
-            }
-            None => {
-                let s = image_size.ok_or_else(|| {
-                    err(
-                        meta::IMAGE_SIZE,
-                        format!("missing (and no {} either)", meta::RESIZE),
-                    )
-                })?;
-                (s, s, s)
-            }
-        };
-
+        let labels = parse_labels(get(meta::LABELS)).map_err(|m| err(meta::LABELS, m))?;
+        let image_size = get(meta::IMAGE_SIZE)
+            .map(parse_image_size)
+            .transpose()
+            .map_err(|m| err(meta::IMAGE_SIZE, m))?;
+        let (shortest_edge, crop_height, crop_width) =
+            input_sizes(get(meta::RESIZE), image_size).map_err(|(key, m)| err(key, m))?;
         let mean = parse_triple(get(meta::MEAN)).map_err(|m| err(meta::MEAN, m))?;
         let std = parse_triple(get(meta::STD)).map_err(|m| err(meta::STD, m))?;
         if std.iter().any(|s| *s <= 0.0) {
             return Err(err(meta::STD, format!("values must be > 0, got {std:?}")));
         }
-
-        let (shortest_edge, crop_height, crop_width) = sizes;
         let preprocess = PreprocessConfig {
             shortest_edge,
             crop_height,
@@ -127,6 +67,65 @@ impl ModelInfo {
     pub fn image_size(&self) -> (u32, u32) {
         (self.preprocess.crop_height, self.preprocess.crop_width)
     }
+}
+
+/// `ahp.labels`: a non-empty JSON array of strings.
+fn parse_labels(raw: Option<&str>) -> std::result::Result<Vec<String>, String> {
+    let raw = raw.ok_or_else(|| {
+        "missing (this ONNX file was not written by ahp-export; export one with `ahp-export --run DIR OUT.onnx`)"
+            .to_string()
+    })?;
+    let labels: Vec<String> = serde_json::from_str(raw)
+        .map_err(|e| format!("expected a JSON array of strings, got {raw:?}: {e}"))?;
+    if labels.is_empty() {
+        return Err("empty label list".to_string());
+    }
+    Ok(labels)
+}
+
+/// `ahp.image_size`: an integer from 1 to [`crate::preprocess::MAX_IMAGE_SIDE`].
+fn parse_image_size(s: &str) -> std::result::Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|v| (1..=crate::preprocess::MAX_IMAGE_SIDE).contains(v))
+        .ok_or_else(|| {
+            format!(
+                "expected an integer from 1 to {}, got {s:?}",
+                crate::preprocess::MAX_IMAGE_SIDE
+            )
+        })
+}
+
+/// `(shortest_edge, crop_h, crop_w)` from `ahp.resize` and/or `ahp.image_size` (they must agree
+/// when both are given); the error names the key at fault.
+fn input_sizes(
+    resize: Option<&str>,
+    image_size: Option<u32>,
+) -> std::result::Result<(u32, u32, u32), (&'static str, String)> {
+    let Some(rule) = resize else {
+        let s = image_size.ok_or_else(|| {
+            (
+                meta::IMAGE_SIZE,
+                format!("missing (and no {} either)", meta::RESIZE),
+            )
+        })?;
+        return Ok((s, s, s));
+    };
+    let parsed = parse_resize(rule).map_err(|m| (meta::RESIZE, m))?;
+    if let Some(s) = image_size {
+        if (parsed.1, parsed.2) != (s, s) {
+            return Err((
+                meta::IMAGE_SIZE,
+                format!(
+                    "{s} disagrees with {} = {rule:?} (crop {}x{})",
+                    meta::RESIZE,
+                    parsed.1,
+                    parsed.2
+                ),
+            ));
+        }
+    }
+    Ok(parsed)
 }
 
 /// Parses `shortest_edge=224,bicubic,center_crop=224x224` into `(shortest_edge, crop_h, crop_w)`.

@@ -275,6 +275,31 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
+/// The trimmed class labels: at least one, none empty, none twice. The error names the label
+/// (by position when it is empty) so a command can prefix the flag it came from.
+pub fn check_labels(labels: &[String]) -> Result<Vec<String>, String> {
+    let trimmed: Vec<String> = labels.iter().map(|c| c.trim().to_string()).collect();
+    if trimmed.is_empty() {
+        return Err("give at least one class label".into());
+    }
+    if let Some(i) = trimmed.iter().position(String::is_empty) {
+        return Err(format!(
+            "label {} of {} is empty (in {:?})",
+            i + 1,
+            trimmed.len(),
+            labels.join(",")
+        ));
+    }
+    if let Some((_, dup)) = trimmed
+        .iter()
+        .enumerate()
+        .find(|(i, l)| trimmed[..*i].contains(l))
+    {
+        return Err(format!("label `{dup}` is given twice"));
+    }
+    Ok(trimmed)
+}
+
 /// Checks prompt templates: at least one, each with exactly one `{}` and no line break (the
 /// exported model's `ahp.template` metadata joins them with newlines).
 pub fn check_templates(templates: &[String]) -> Result<(), String> {
@@ -337,6 +362,13 @@ mod tests {
     #[test]
     fn templates_are_checked_and_old_manifests_read() {
         assert!(check_templates(&["a photo of a {}.".into(), "art of {}".into()]).is_ok());
+        let labels = check_labels(&[" dog".into(), "cat ".into()]).expect("valid labels");
+        assert_eq!(labels, ["dog", "cat"]);
+        assert!(check_labels(&[]).is_err());
+        let e = check_labels(&["dog".into(), " ".into()]).expect_err("empty label");
+        assert!(e.contains("label 2 of 2 is empty"), "{e}");
+        let e = check_labels(&["dog".into(), "dog ".into()]).expect_err("duplicate");
+        assert!(e.contains("`dog` is given twice"), "{e}");
         assert!(check_templates(&[]).is_err());
         let e = check_templates(&["no slot".into()]).expect_err("no placeholder");
         assert!(e.contains("no slot"), "{e}");

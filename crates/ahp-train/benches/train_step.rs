@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ahp_model::{ClipModel, ZeroShotClassifier};
 use ahp_spec::run::Method;
-use ahp_spec::{ClipConfig, ClipTextConfig, ClipVisionConfig};
+use ahp_spec::{ClipConfig, ClipTextConfig, ClipVisionConfig, TrainConfig};
 use ahp_train::optim::ParamGroup;
 use ahp_train::train::step_gradients;
 use ahp_train::trainable::{default_ranks, AdapterSpec, Trainable};
@@ -30,12 +30,9 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn main() -> anyhow::Result<()> {
-    ahp_train::retain_freed_memory();
-    let steps = env("AHP_BENCH_STEPS", 3);
-    let batch = env("AHP_BENCH_BATCH", 32);
-    let device = Device::Cpu;
-    let cfg = ClipConfig {
+/// ViT-B/16's vision tower with the default text tower.
+fn vit_b16_config() -> ClipConfig {
+    ClipConfig {
         text_config: ClipTextConfig::default(),
         vision_config: ClipVisionConfig {
             patch_size: 16,
@@ -43,11 +40,15 @@ fn main() -> anyhow::Result<()> {
         },
         projection_dim: 512,
         logit_scale_init_value: 2.6592,
-    };
-    // Random weights: record every tensor name and shape with a VarMap, then rebuild the model
-    // from plain (non-trainable) random tensors so that only the adapters track gradients.
+    }
+}
+
+/// A CLIP with random weights: every tensor name and shape is recorded with a VarMap, then the
+/// model is rebuilt from plain (non-trainable) random tensors so that only the adapters track
+/// gradients.
+fn random_model(cfg: &ClipConfig, device: &Device) -> anyhow::Result<ClipModel> {
     let varmap = VarMap::new();
-    ClipModel::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
+    ClipModel::new(VarBuilder::from_varmap(&varmap, DType::F32, device), cfg)?;
     let mut tensors = HashMap::new();
     for (name, var) in varmap
         .data()
@@ -55,36 +56,50 @@ fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .iter()
     {
-        tensors.insert(
-            name.clone(),
-            Tensor::randn(0f32, 0.02, var.dims(), &device)?,
-        );
+        tensors.insert(name.clone(), Tensor::randn(0f32, 0.02, var.dims(), device)?);
     }
-    let model = ClipModel::new(VarBuilder::from_tensors(tensors, DType::F32, &device), &cfg)?;
+    Ok(ClipModel::new(
+        VarBuilder::from_tensors(tensors, DType::F32, device),
+        cfg,
+    )?)
+}
+
+/// Peak resident memory of the process in MiB (Linux `VmHWM`), the figure to compare with
+/// PyTorch's; NaN elsewhere.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    ahp_train::retain_freed_memory();
+    let steps = env("AHP_BENCH_STEPS", 3);
+    let batch = env("AHP_BENCH_BATCH", 32);
+    let device = Device::Cpu;
+    let cfg = vit_b16_config();
+    let model = random_model(&cfg, &device)?;
     let classes: Vec<String> = (0..7).map(|i| format!("class{i}")).collect();
     let embeds = Tensor::randn(0f32, 1.0, (7, 512), &device)?;
     let classifier =
         ZeroShotClassifier::from_parts(classes, vec!["a photo of a {}.".into()], &embeds, 2.6592)?;
     let vision = &cfg.vision_config;
-    let trainable = Trainable::init(
-        AdapterSpec::new(
-            Method::Ahp,
-            &default_ranks(vision.num_hidden_layers),
-            8.0,
-            vision,
-        )?,
-        vision,
-        0,
-        &device,
-    )?;
-    let mut lora_group = ParamGroup::new(trainable.lora_vars(), 1e-3, 0.0, 1.0)?;
-    let mut gate_group = ParamGroup::new(trainable.gate_vars(), 1e-2, 0.0, 1.0)?;
+    let ranks = default_ranks(vision.num_hidden_layers);
+    let spec = AdapterSpec::new(Method::Ahp, &ranks, 8.0, vision)?;
+    let trainable = Trainable::init(spec, vision, 0, &device)?;
+    // The optimizer settings of every entry point's default run.
+    let c = TrainConfig::default();
+    let mut lora_group = ParamGroup::new(trainable.lora_vars(), c.lr, 0.0, c.grad_clip)?;
+    let mut gate_group = ParamGroup::new(trainable.gate_vars(), c.gate_lr, 0.0, c.gate_grad_clip)?;
     let pixels = Tensor::randn(0f32, 1.0, (batch, 3, 224, 224), &device)?;
-    let labels = Tensor::from_vec(
-        (0..batch as u32).map(|i| i % 7).collect::<Vec<_>>(),
-        batch,
-        &device,
-    )?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 7).collect();
+    let labels = Tensor::from_vec(labels, batch, &device)?;
     let domains: Vec<u32> = (0..batch as u32).map(|i| i % 4).collect();
     let mut run = || -> anyhow::Result<()> {
         let mut sg = step_gradients(
@@ -94,10 +109,10 @@ fn main() -> anyhow::Result<()> {
             &pixels,
             &labels,
             &domains,
-            1.0,
+            c.mmd_weight,
         )?;
-        lora_group.step(&mut sg.lora, 1e-3)?;
-        gate_group.step(&mut sg.gates, 1e-2)?;
+        lora_group.step(&mut sg.lora, c.lr)?;
+        gate_group.step(&mut sg.gates, c.gate_lr)?;
         Ok(())
     };
     run()?; // warmup
@@ -106,21 +121,12 @@ fn main() -> anyhow::Result<()> {
         run()?;
     }
     let dt = t0.elapsed().as_secs_f64() / steps as f64;
-    // Peak resident memory of the process (Linux), the figure to compare with PyTorch's.
-    let peak_mib = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0);
     println!(
-        "ahp-train (candle) {:.2} images/s ({:.0} ms/step, {} trainable parameters, batch {batch}, peak RSS {peak_mib:.0} MiB)",
+        "ahp-train (candle) {:.2} images/s ({:.0} ms/step, {} trainable parameters, batch {batch}, peak RSS {:.0} MiB)",
         batch as f64 / dt,
         dt * 1e3,
-        trainable.num_parameters()
+        trainable.num_parameters(),
+        peak_rss_mib()
     );
     Ok(())
 }

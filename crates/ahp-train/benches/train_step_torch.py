@@ -8,8 +8,9 @@ the attention of every block is written here with the same hooks as ahp-model: p
 `H * softmax(logits)` on each head's output before `out_proj`. The step is the same as
 `ahp_train::train::step_gradients` + clipping + AdamW: cross-entropy of the CLIP logits against 7
 fixed class embeddings (LoRA and gates), Gaussian multi-kernel MMD between 4 source domains on
-the gated class-token head outputs of every block (gates only), gradient clipping at 1, AdamW
-(LoRA lr 1e-3, gates 1e-2).
+the gated class-token head outputs of every block (gates only), gradient clipping at 1 per group
+(LoRA, gates) as ahp-train's two optimizer groups, AdamW (LoRA lr 3e-3, gates 1e-2: the defaults
+of `TrainConfig`).
 
     python train_step_torch.py [--batch 32] [--steps 3] [--threads N]
 
@@ -134,7 +135,7 @@ def main():
     )
     lora = [p for n, p in hooks.named_parameters() if not n.endswith("gate_logits")]
     gates = [p for n, p in hooks.named_parameters() if n.endswith("gate_logits")]
-    opt_lora = torch.optim.AdamW(lora, lr=1e-3, weight_decay=0.0)
+    opt_lora = torch.optim.AdamW(lora, lr=3e-3, weight_decay=0.0)
     opt_gate = torch.optim.AdamW(gates, lr=1e-2, weight_decay=0.0)
     class_embeds = F.normalize(torch.randn(7, 512), dim=-1)
     logit_scale = torch.tensor(2.6592).exp()
@@ -153,7 +154,8 @@ def main():
         mmd_grads = torch.autograd.grad(mmd, gates)
         for g, mg in zip(gates, mmd_grads):
             g.grad = mg if g.grad is None else g.grad + mg
-        torch.nn.utils.clip_grad_norm_(lora + gates, 1.0)
+        torch.nn.utils.clip_grad_norm_(lora, 1.0)
+        torch.nn.utils.clip_grad_norm_(gates, 1.0)
         opt_lora.step()
         opt_gate.step()
 

@@ -3,7 +3,7 @@
 use ahp_data::{EvalBatches, Sample};
 use ahp_model::{ClipModel, HeadHooks, ZeroShotClassifier};
 use ahp_spec::PreprocessConfig;
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -108,8 +108,7 @@ pub fn evaluate_samples(
         if !batch.is_empty() {
             let [b, c, h, w] = batch.shape();
             let pixels = Tensor::from_vec(batch.images, (b, c, h, w), device)?;
-            let logits = classifier.logits_for_pixels(model, &pixels, hooks)?;
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let pred = classifier.top1(model, &pixels, hooks)?;
             for ((p, l), path) in pred.iter().zip(&batch.labels).zip(batch.paths) {
                 correct.insert(path, p == l);
             }
@@ -124,21 +123,22 @@ pub fn evaluate_samples(
     Ok(Outcomes(outcomes))
 }
 
-/// Top-1 correct count over `samples` with the given hooks (`&[]` = plain CLIP): `(correct,
-/// evaluated, skipped)`.
-pub fn count_correct(
+/// `(correct, images)` of top-1 predictions over labelled pixel batches already in memory (the
+/// pretraining zero-shot check, the head-drop analysis); files go through
+/// [`evaluate_samples`]. Both score with [`ZeroShotClassifier::top1`].
+pub fn accuracy(
     model: &ClipModel,
     classifier: &ZeroShotClassifier,
     hooks: &[HeadHooks],
-    samples: &[Sample],
-    batch_size: usize,
-    preprocess: &PreprocessConfig,
-    device: &Device,
-) -> Result<(usize, usize, u64)> {
-    let o = evaluate_samples(
-        model, classifier, hooks, samples, batch_size, preprocess, device,
-    )?;
-    Ok((o.correct(), o.evaluated(), o.skipped()))
+    batches: &[(Tensor, Vec<u32>)],
+) -> Result<(usize, usize)> {
+    let (mut correct, mut total) = (0usize, 0usize);
+    for (pixels, labels) in batches {
+        let pred = classifier.top1(model, pixels, hooks)?;
+        correct += pred.iter().zip(labels).filter(|(p, l)| p == l).count();
+        total += labels.len();
+    }
+    Ok((correct, total))
 }
 
 /// Mean accuracy over a list (weighted by images).

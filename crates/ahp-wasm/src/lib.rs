@@ -6,7 +6,7 @@
 //!
 //! * [`Model`]: the pure-Rust core, testable natively — parse an ONNX file from bytes, read its
 //!   `ahp.*` metadata with [`ahp_spec::metadata::ModelInfo`], check the I/O contract
-//!   ([`ahp_spec::io`]), and classify RGBA pixels with [`ahp_spec::preprocess::preprocess_rgba`],
+//!   ([`ahp_spec::onnx_names`]), and classify RGBA pixels with [`ahp_spec::preprocess::preprocess_rgba`],
 //!   the same preprocessing as training and the ONNX Runtime crate;
 //! * [`bindings`]: the JavaScript API (`AhpModel`, `loadModel`, `buildInfo`); errors become
 //!   JavaScript `Error`s, panics are logged by `console_error_panic_hook`.
@@ -19,7 +19,7 @@ mod model;
 use serde::Serialize;
 
 pub use ahp_spec::scores::softmax;
-pub use ahp_spec::{io, preprocess};
+pub use ahp_spec::{onnx_names, preprocess};
 pub use error::{Error, Result};
 pub use model::{Classification, GatesSummary, Model, ModelSummary, Prediction, Timing};
 

@@ -123,18 +123,7 @@ fn source(args: &ExportArgs) -> anyhow::Result<Source> {
 
 /// The trimmed `--classes` labels: at least one, none empty, none twice.
 fn labels(classes: &[String]) -> anyhow::Result<Vec<String>> {
-    let labels: Vec<String> = classes.iter().map(|c| c.trim().to_string()).collect();
-    if labels.is_empty() || labels.iter().any(String::is_empty) {
-        bail!("--classes needs a comma-separated list of non-empty labels");
-    }
-    if let Some(dup) = labels
-        .iter()
-        .enumerate()
-        .find(|(i, l)| labels[..*i].contains(l))
-    {
-        bail!("--classes: label `{}` is given twice", dup.1);
-    }
-    Ok(labels)
+    ahp_spec::run::check_labels(classes).map_err(|m| anyhow::anyhow!("--classes: {m}"))
 }
 
 /// The export options of the flags, after checking the output directory and the opset.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ahp_model::checkpoint::Checkpoint;
 use ahp_model::{l2_normalize, Adapter, ClipModel, ClipTokenizer, HeadHooks, ZeroShotClassifier};
 use ahp_spec::files::TempFile;
-use ahp_spec::io::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::onnx_names::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use ahp_spec::run::{Method, RunManifest, WeightFile, ADAPTER_FILE, MANIFEST_FILE};
 use ahp_spec::{ClipConfig, PreprocessConfig};
 use candle_core::{DType, Device, Tensor};
@@ -23,7 +23,7 @@ use crate::triton::{self, TritonModel};
 use crate::validate::{self, Expected, Validation, ONNX_FP16_VS_CANDLE, ONNX_VS_CANDLE};
 
 /// Metadata key of the heads removed by `--prune-heads` (JSON object: block → head indices).
-pub const META_PRUNED_HEADS: &str = ahp_spec::io::meta::PRUNED_HEADS;
+pub const META_PRUNED_HEADS: &str = ahp_spec::onnx_names::meta::PRUNED_HEADS;
 
 /// What to export.
 #[derive(Debug, Clone)]

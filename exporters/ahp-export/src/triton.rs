@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ahp_spec::io::{INPUT_PIXEL_VALUES, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::onnx_names::{INPUT_PIXEL_VALUES, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 
 use crate::error::{ExportError, Result};
 

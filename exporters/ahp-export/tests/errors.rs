@@ -228,7 +228,7 @@ fn cli_exports_zero_shot_and_run_with_triton_repo() {
     assert!(model.is_file());
     let m = ahp_export::onnx::read_model(&model).expect("read");
     assert_eq!(
-        ahp_export::onnx::metadata_value(&m, ahp_spec::io::meta::TEMPLATE),
+        ahp_export::onnx::metadata_value(&m, ahp_spec::onnx_names::meta::TEMPLATE),
         Some("a sketch of a {}.\na drawing of the {}"),
         "a prompt ensemble's templates, one per line"
     );

@@ -9,7 +9,7 @@ use std::path::Path;
 use ahp_export::export::{export, ExportOptions, Prepared, Source};
 use ahp_export::onnx::{self, OnnxOptions};
 use ahp_export::validate::{run_tract, ONNX_FP16_VS_CANDLE};
-use ahp_spec::io::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::onnx_names::{meta, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use ahp_spec::run::Method;
 use ahp_spec::tolerance::MODEL_VS_TRANSFORMERS;
 use candle_core::Tensor;

@@ -1,6 +1,6 @@
 //! Results: top-k `(label, probability)` predictions and image embeddings.
 
-use ahp_spec::io::OUTPUT_IMAGE_EMBEDS;
+use ahp_spec::onnx_names::OUTPUT_IMAGE_EMBEDS;
 use ahp_spec::scores::{softmax, top_k_indices};
 use image::DynamicImage;
 

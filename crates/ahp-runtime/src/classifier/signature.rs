@@ -2,7 +2,7 @@
 //! from the metadata), outputs `logits` Float32 `[batch, C]` (`C` labels) and, optionally,
 //! `image_embeds`.
 
-use ahp_spec::io::{INPUT_PIXEL_VALUES, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::onnx_names::{INPUT_PIXEL_VALUES, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use ahp_spec::ModelInfo;
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
@@ -68,7 +68,7 @@ fn check_logits(session: &Session, info: &ModelInfo, model: &str) -> Result<()> 
             model,
             format!(
                 "output `{OUTPUT_LOGITS}` is {other:?}, expected Float32 [batch, {n}] ({n} labels in `{}`)",
-                ahp_spec::io::meta::LABELS
+                ahp_spec::onnx_names::meta::LABELS
             ),
         )),
     }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use ahp_spec::io::{meta, INPUT_PIXEL_VALUES, OUTPUT_LOGITS};
 use ahp_spec::metadata::ModelInfo;
+use ahp_spec::onnx_names::{meta, INPUT_PIXEL_VALUES, OUTPUT_LOGITS};
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::{
     Datum, DatumExt, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ahp_spec::io::meta;
+use ahp_spec::onnx_names::meta;
 use serde::Serialize;
 
 use super::Model;

@@ -1,7 +1,7 @@
 //! The classifier head: L2 normalization of the image embeddings, the folded `[P, C]`
 //! classifier, and the casts that keep an fp16 graph's outputs f32.
 
-use ahp_spec::io::{OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::onnx_names::{OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use candle_core::{DType, Tensor};
 use onnx_protobuf::tensor_proto::DataType;
 

@@ -3,7 +3,7 @@
 //!
 //! Input `pixel_values` `f32 [batch, 3, S, S]` (symbolic `batch`); outputs `logits`
 //! `f32 [batch, C]` and `image_embeds` `f32 [batch, P]` (L2-normalized), names from
-//! [`ahp_spec::io`]. Standard ONNX operators only (default domain):
+//! [`ahp_spec::onnx_names`]. Standard ONNX operators only (default domain):
 //!
 //! * embeddings: `Conv` (stride = kernel = patch) → `Reshape` → `Transpose`, then `Pad` one zero
 //!   token in front and `Add` the position embeddings whose row 0 already holds the class
@@ -37,7 +37,7 @@ mod summary;
 mod vision;
 mod weights;
 
-use ahp_spec::io::{INPUT_PIXEL_VALUES, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
+use ahp_spec::onnx_names::{INPUT_PIXEL_VALUES, OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 use onnx_protobuf::ModelProto;
 
 pub use f16::f32_to_f16_bits;

@@ -1,7 +1,7 @@
 //! The vision tower's graph: patch and position embeddings, the encoder blocks (attention
 //! over the kept heads, MLP), and the projected class token.
 
-use ahp_spec::io::INPUT_PIXEL_VALUES;
+use ahp_spec::onnx_names::INPUT_PIXEL_VALUES;
 use ahp_spec::{ClipConfig, ClipVisionConfig};
 use candle_core::{DType, Tensor};
 use onnx_protobuf::tensor_proto::DataType;
