@@ -110,9 +110,6 @@ pub struct DgArgs {
     /// Bootstrap replicates of the confidence intervals.
     #[arg(long, default_value_t = 2000)]
     bootstrap: usize,
-    /// Images per evaluation forward pass.
-    #[arg(long, default_value_t = 64)]
-    eval_batch_size: usize,
     /// Device of training and evaluation: cpu, or cuda (built with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,

@@ -39,30 +39,37 @@ struct Cli {
     command: Command,
 }
 
+/// The subcommands. `about` (not a doc comment) names each in `ahp --help`, so that
+/// `ahp <command> --help` keeps the long description of the command's own arguments.
 // Parsed once per process and matched right away: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Purification training on DomainBed-layout data (= ahp-train).
+    #[command(about = "Purification training on DomainBed-layout data (= ahp-train)")]
     Train(ahp_train::cli::train::TrainCliArgs),
-    /// Fold a run's adapters into plain weights and write a validated ONNX model (= ahp-export).
+    #[command(
+        about = "Fold a run's adapters into plain weights and write a validated ONNX model (= ahp-export)"
+    )]
     Export(ahp_export::cli::ExportArgs),
-    /// Classify images with an exported model on ONNX Runtime (= ahp-predict).
+    #[command(about = "Classify images with an exported model on ONNX Runtime (= ahp-predict)")]
     Predict(ahp_runtime::cli::predict::PredictArgs),
-    /// Serve an exported model over HTTP with dynamic batching (= ahp-serve).
+    #[command(about = "Serve an exported model over HTTP with dynamic batching (= ahp-serve)")]
     Serve(ahp_runtime::cli::serve::ServeArgs),
-    /// The whole job on the embedded default: synthetic domains, zero-shot evaluation,
-    /// leave-one-domain-out purification training, export to ONNX, ONNX Runtime inference.
+    #[command(
+        about = "The whole job on the embedded default: synthetic domains, zero-shot evaluation, leave-one-domain-out purification training, export to ONNX, ONNX Runtime inference"
+    )]
     Demo(demo::DemoArgs),
-    /// Data-set tools: the synthetic domains, contact sheets (= ahp-data).
+    #[command(about = "Data-set tools: the synthetic domains, contact sheets (= ahp-data)")]
     Data(ahp_data::cli::DataArgs),
-    /// Benchmarks that are experiments: leave-one-domain-out accuracy of every method (= ahp-bench).
+    #[command(
+        about = "Benchmarks that are experiments: leave-one-domain-out accuracy of every method (= ahp-bench)"
+    )]
     Bench(ahp_bench::cli::BenchArgs),
-    /// Zero-shot classification of images with a CLIP checkpoint (candle).
+    #[command(about = "Zero-shot classification of images with a CLIP checkpoint (candle)")]
     Classify(classify::ClassifyArgs),
-    /// Contrastive pretraining of the small embedded CLIP (= ahp-pretrain).
+    #[command(about = "Contrastive pretraining of the small embedded CLIP (= ahp-pretrain)")]
     Pretrain(ahp_train::cli::pretrain::PretrainCliArgs),
-    /// Print a summary of a CLIP checkpoint.
+    #[command(about = "Print a summary of a CLIP checkpoint")]
     Info(info::InfoArgs),
 }
 
