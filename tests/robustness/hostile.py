@@ -38,6 +38,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 MODEL = FIXTURES / "onnx" / "clip-tiny-a.onnx"
 CLIP = FIXTURES / "models" / "clip-tiny-a"
 GOOD = FIXTURES / "images" / "rgb_square.png"
+EMOJI_SAMPLE = ROOT / "crates" / "ahp-data" / "tests" / "fixtures" / "emoji"
 
 
 class Suite:
@@ -415,6 +416,47 @@ class Suite:
             self.clean_error(f"D18 classify: {' '.join(map(str, args))} refused", r, [needle])
 
 
+    def emoji(self):
+        """D21: ahp-data emoji on hostile packages (a copy of the committed offline sample)."""
+        base = self.out / "emoji"
+        shutil.rmtree(base, ignore_errors=True)
+        args = lambda pk, out, *more: ["emoji", "--out", base / out, "--unpacked", pk, "--quiet",
+                                       "--classes", "dog", "--size", "32", *more]
+        pk = base / "garbage"
+        shutil.copytree(EMOJI_SAMPLE, pk)
+        icons = pk / "iconify-json-emojione" / "package" / "icons.json"
+        icons.write_bytes(os.urandom(2048))
+        r = self.run("ahp-data", args(pk, "o1", "--designers", "emojione"))
+        self.clean_error("D21 emoji: garbage icons.json is an error naming the file", r,
+                         ["icons.json", "is not the expected JSON"])
+        icons.unlink()
+        os.mkfifo(icons)
+        r = self.run("ahp-data", args(pk, "o2", "--designers", "emojione"), timeout=30)
+        self.clean_error("D21 emoji: a FIFO as icons.json is refused, no hang", r, ["not a regular file"])
+        pk = base / "bomb"
+        shutil.copytree(EMOJI_SAMPLE, pk)
+        svg = pk / "openmoji" / "package" / "color" / "svg" / "1F415.svg"
+        svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 72 72">'
+                       + "<g>" * 200_000 + "</g>" * 200_000 + "</svg>")
+        r = self.run("ahp-data", args(pk, "o3", "--designers", "openmoji"), timeout=60)
+        self.clean_error("D21 emoji: a 200,000-deep SVG is an error naming designer and class", r,
+                         ["openmoji/dog"])
+        svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="1e30" height="1e30">'
+                       '<filter id="b"><feGaussianBlur stdDeviation="1e20"/></filter>'
+                       '<rect width="1e30" height="1e30" filter="url(#b)"/></svg>')
+        r = self.run("ahp-data", args(pk, "o4", "--designers", "openmoji"), timeout=60)
+        self.check("D21 emoji: an astronomically large SVG renders into the fixed square or fails cleanly",
+                   r[0] is not None and r[0] >= 0 and "panicked" not in r[1] + r[2],
+                   f"exit {r[0]}: {r[2][-300:]}")
+        cache = base / "cache"
+        cache.mkdir()
+        (cache / "iconify-json-emojione-1.2.3.tgz").write_bytes(os.urandom(4096))
+        r = self.run("ahp-data", ["emoji", "--out", base / "o5", "--cache", cache, "--designers", "emojione",
+                                  "--quiet"], env={**os.environ, "AHP_NPM": "/nonexistent/npm"})
+        self.clean_error("D21 emoji: a corrupt cached tarball is not used; without npm the error says so", r,
+                         ["@iconify-json/emojione@1.2.3", "cannot run `/nonexistent/npm`"])
+
+
 class Server:
     """ahp-serve on a free port, under the suite's memory limit."""
 
@@ -512,6 +554,7 @@ def main():
     run, data = suite.train(c)
     suite.export(c, run)
     suite.data_and_classify(c, data)
+    suite.emoji()
     print(f"robustness: {suite.passed} passed, {len(suite.failed)} failed, {len(suite.skipped)} skipped "
           f"({time.monotonic() - t:.0f} s, memory limit {a.mem_gib:g} GiB)")
     for f in suite.failed:

@@ -132,6 +132,14 @@ pub enum DataError {
         /// The first image's error, which names its file.
         first_error: String,
     },
+    /// An npm package could not be fetched, verified or read.
+    #[error("{package}: {message}")]
+    Package {
+        /// `name@version`.
+        package: String,
+        /// What went wrong (naming the file where there is one).
+        message: String,
+    },
     /// The prefetch thread could not be started.
     #[error("cannot start the prefetch thread: {source}")]
     SpawnThread {
@@ -157,6 +165,13 @@ impl DataError {
             path: path.into(),
             action,
             source,
+        }
+    }
+
+    pub(crate) fn package(package: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Package {
+            package: package.into(),
+            message: message.into(),
         }
     }
 

@@ -11,8 +11,10 @@
 //!   normalization through `ahp_spec::preprocess`), deterministic by `(seed, step)` so resumed
 //!   runs see the same batches, decoded in parallel with an optional bounded prefetch thread,
 //!   plus fixed-order evaluation batches;
+//! * [`emoji`]: real emoji artwork by independent designers (pinned, verified npm packages,
+//!   rasterized with resvg) as a DomainBed tree, `ahp-data emoji`;
 //! * [`seed`]: the stable seed-derivation helper everything above uses;
-//! * [`cli`]: the `ahp-data` command line (`synth`, `preview`), shared by the standalone
+//! * [`cli`]: the `ahp-data` command line (`synth`, `preview`, `emoji`), shared by the standalone
 //!   binary and the `ahp data` subcommand.
 //!
 //! All randomness comes from `rand_chacha::ChaCha8Rng` seeded from values derived with
@@ -20,6 +22,7 @@
 
 pub mod cli;
 pub mod domainbed;
+pub mod emoji;
 pub mod error;
 pub mod loader;
 pub mod seed;

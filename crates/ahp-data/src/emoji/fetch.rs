@@ -1,0 +1,151 @@
+//! Fetching the pinned packages through npm into a cache, verified by their sha512 integrity.
+//!
+//! `npm pack NAME@VERSION` downloads the registry's tarball (through npm's own registry
+//! configuration, proxy and cache); the tarball is accepted only when its sha512 equals the
+//! pinned integrity, and is then moved into the cache atomically. A cached tarball is verified
+//! again before every use, so a truncated or altered file is fetched anew, never used.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha512};
+
+use super::designers::Package;
+use crate::error::{DataError, Result};
+
+/// The npm executable: `$AHP_NPM`, else `npm` on the `PATH`.
+fn npm() -> String {
+    std::env::var("AHP_NPM").unwrap_or_else(|_| "npm".to_string())
+}
+
+/// The tarball of `package` in `cache`, fetched with npm when it is missing or does not verify.
+pub fn fetch(package: &Package, cache: &Path) -> Result<PathBuf> {
+    let path = cache.join(package.tarball_name());
+    if path.is_file() && verify(package, &path).is_ok() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(cache).map_err(|e| DataError::io(cache, "create directory", e))?;
+    let staging = tempfile_dir(cache)?;
+    let packed = npm_pack(package, &staging)?;
+    verify(package, &packed)?;
+    std::fs::rename(&packed, &path).map_err(|e| DataError::io(&path, "move into place", e))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(path)
+}
+
+/// A fresh directory inside `cache` for one `npm pack` (same filesystem: the rename is atomic).
+fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join(format!(".npm-pack.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, "create directory", e))?;
+    Ok(dir)
+}
+
+/// Runs `npm pack SPEC --pack-destination DIR`; returns the tarball it wrote.
+fn npm_pack(package: &Package, dir: &Path) -> Result<PathBuf> {
+    let npm = npm();
+    let out = Command::new(&npm)
+        .args(["pack", "--silent", &package.spec(), "--pack-destination"])
+        .arg(dir)
+        .output()
+        .map_err(|e| {
+            DataError::package(
+                package.spec(),
+                format!(
+                    "cannot run `{npm}` ({e}); ahp-data emoji fetches its artwork with npm: install \
+                     it (Debian: `apt-get install npm`) or point AHP_NPM at it"
+                ),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(DataError::package(
+            package.spec(),
+            format!(
+                "`{npm} pack` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    let path = dir.join(package.tarball_name());
+    if !path.is_file() {
+        return Err(DataError::package(
+            package.spec(),
+            format!("`{npm} pack` did not write {}", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
+/// Checks a tarball's sha512 against the package's pinned integrity.
+pub fn verify(package: &Package, path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read", e))?;
+    let got = format!("sha512-{}", base64(&Sha512::digest(&bytes)));
+    if got != package.integrity {
+        return Err(DataError::package(
+            package.spec(),
+            format!(
+                "{} does not verify: sha512 integrity {got}, pinned {}",
+                path.display(),
+                package.integrity
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Standard base64 with padding (the encoding of npm's integrity strings).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn a_tarball_that_does_not_match_its_integrity_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.tgz");
+        std::fs::write(&path, b"not the package").expect("write");
+        let err = verify(&super::super::designers::OPENMOJI, &path).expect_err("mismatch");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("openmoji@17.0.0") && msg.contains("does not verify"),
+            "{msg}"
+        );
+        assert!(msg.contains("x.tgz"), "{msg}");
+    }
+}

@@ -1,0 +1,168 @@
+//! The pretraining designers' artwork: every emoji each of them draws (skin-tone variants
+//! dropped), as `OUT/<designer>/<codepoint>.png`, with `OUT/captions.jsonl` giving each
+//! codepoint's emojibase label and tags. The embedded CLIP is pretrained on these only; the
+//! benchmark designers never appear here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::captions::{emoji_by_codepoint, has_skin_tone, EmojiInfo, NameTable};
+use super::designers::{Designer, EMOJIBASE, NAME_TABLES};
+use super::iconify::IconSet;
+use super::package::PackageFiles;
+use super::{create_dir, render, EmojiConfig, LICENSE_FILE};
+use crate::error::{DataError, Result};
+
+/// The captions file at the root of a pretraining tree.
+pub const CAPTIONS_FILE: &str = "captions.jsonl";
+
+/// One line of `captions.jsonl`.
+#[derive(Debug, Serialize)]
+struct CaptionLine<'a> {
+    codepoint: &'a str,
+    label: &'a str,
+    tags: &'a [String],
+    designers: Vec<&'a str>,
+}
+
+/// Icons of one designer by codepoint.
+type Icons = BTreeMap<String, String>;
+
+/// Renders the pretraining designers into `cfg.out`; returns per designer the images in place
+/// and how many this run rendered.
+pub(super) fn write(
+    cfg: &EmojiConfig,
+    designers: &[&'static Designer],
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<(usize, usize)>> {
+    let emoji = emoji_by_codepoint(
+        PackageFiles::read(&super::source(cfg, &EMOJIBASE)?, |p| {
+            p == "package/en/data.json"
+        })?
+        .json::<Vec<EmojiInfo>>("package/en/data.json")?,
+    );
+    let names = name_table(cfg)?;
+    let mut drawn: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut counts = Vec::new();
+    for d in designers {
+        let (set, icons) = icons_of(cfg, d, &names, &emoji)?;
+        bar.inc_length(icons.len() as u64);
+        let rendered = render_all(cfg, d, &set, &icons, bar)?;
+        ahp_spec::files::write_atomic(
+            &cfg.out.join(d.name).join(LICENSE_FILE),
+            super::licenses::attribution(d).as_bytes(),
+        )?;
+        for cp in icons.keys() {
+            drawn.entry(cp.clone()).or_default().push(d.name);
+        }
+        counts.push((icons.len(), rendered));
+    }
+    write_captions(&cfg.out, &drawn, &emoji)?;
+    Ok(counts)
+}
+
+/// The name → codepoint table of the four `chars.json` sets.
+fn name_table(cfg: &EmojiConfig) -> Result<NameTable> {
+    let mut table = NameTable::default();
+    for p in &NAME_TABLES {
+        let files = PackageFiles::read(&super::source(cfg, p)?, |f| f == "package/chars.json")?;
+        table.add(&files.json::<HashMap<String, String>>("package/chars.json")?);
+    }
+    Ok(table)
+}
+
+/// A designer's icon set and its icons by codepoint: through its own `chars.json` when it has
+/// one, else through `names`; only emoji emojibase knows, no skin tones, no hidden icons.
+fn icons_of(
+    cfg: &EmojiConfig,
+    d: &Designer,
+    names: &NameTable,
+    emoji: &BTreeMap<String, EmojiInfo>,
+) -> Result<(IconSet, Icons)> {
+    let files = PackageFiles::read(&super::source(cfg, &d.package)?, |p| {
+        p == "package/icons.json" || p == "package/chars.json"
+    })?;
+    let set: IconSet = files.json("package/icons.json")?;
+    let own: Option<HashMap<String, String>> = files.json("package/chars.json").ok();
+    let mut icons = Icons::new();
+    let mut pairs: Vec<(String, String)> = match own.filter(|c| !c.is_empty()) {
+        Some(chars) => chars
+            .into_iter()
+            .map(|(cp, name)| (super::captions::normalize_codepoint(&cp), name))
+            .collect(),
+        None => set
+            .icons
+            .keys()
+            .filter_map(|n| names.codepoint(n).map(|cp| (cp, n.clone())))
+            .collect(),
+    };
+    pairs.sort();
+    for (cp, name) in pairs {
+        let visible = set.icons.get(&name).is_none_or(|i| !i.hidden);
+        if visible && emoji.contains_key(&cp) && !has_skin_tone(&cp) && set.svg(&name).is_some() {
+            icons.entry(cp).or_insert(name);
+        }
+    }
+    Ok((set, icons))
+}
+
+/// Renders the icons not in place yet; returns how many.
+fn render_all(
+    cfg: &EmojiConfig,
+    d: &Designer,
+    set: &IconSet,
+    icons: &Icons,
+    bar: &indicatif::ProgressBar,
+) -> Result<usize> {
+    let dir = cfg.out.join(d.name);
+    create_dir(&dir)?;
+    let fresh: Vec<bool> = icons
+        .par_iter()
+        .map(|(cp, name)| {
+            let path = dir.join(format!("{cp}.png"));
+            let todo = !path.is_file();
+            if todo {
+                let svg = set.svg(name).unwrap_or_default();
+                let img =
+                    render::render(&svg, &cfg.render).map_err(|message| DataError::Image {
+                        path: path.clone(),
+                        message: format!("{} icon `{name}`: {message}", d.package.spec()),
+                    })?;
+                ahp_spec::files::write_atomic(&path, &crate::synth::encode_png(&img, &path)?)?;
+            }
+            bar.inc(1);
+            Ok(todo)
+        })
+        .collect::<Result<_>>()?;
+    Ok(fresh.into_iter().filter(|f| *f).count())
+}
+
+/// `captions.jsonl`: one line per codepoint drawn by at least one designer, sorted.
+fn write_captions(
+    out: &Path,
+    drawn: &BTreeMap<String, Vec<&str>>,
+    emoji: &BTreeMap<String, EmojiInfo>,
+) -> Result<()> {
+    let mut text = String::new();
+    for (cp, designers) in drawn {
+        let Some(info) = emoji.get(cp) else { continue };
+        let unique: BTreeSet<&str> = designers.iter().copied().collect();
+        let line = CaptionLine {
+            codepoint: cp,
+            label: &info.label,
+            tags: &info.tags,
+            designers: unique.into_iter().collect(),
+        };
+        let json = serde_json::to_string(&line)
+            .map_err(|e| DataError::option("emoji", format!("cannot serialize a caption: {e}")))?;
+        text.push_str(&json);
+        text.push('\n');
+    }
+    Ok(ahp_spec::files::write_atomic(
+        &out.join(CAPTIONS_FILE),
+        text.as_bytes(),
+    )?)
+}
