@@ -20,9 +20,11 @@ unpacked into a directory named like the cached tarball without its version: for
    say `dog`), or when both labels have the same head noun (the last word before `with`,
    `showing`, ..., not counting a final `face`, singular) and emojibase puts them in the same subgroup (the moon phases,
    which a horizontal flip turns into each other; dollar / pound banknote; beer mug / clinking
-   beer mugs; the two globes). Each family keeps its shortest label and drops the others
-   (listed in the last column, never classes of their own).
-4. The contact sheets of every designer were then looked at (`ahp-data emoji --preview`), and the
+   beer mugs; the two globes). Families are closed transitively (A~B and B~C make one family),
+   which merges generously (the shoes, the bag and `tennis` end up with `dress`): a lost class
+   costs less than two classes of one concept. Each family keeps its shortest label and drops
+   the others (listed in the last column, never classes of their own).
+4. The contact sheets of every designer were then looked at (`ahp-data emoji --sheet`), and the
    classes in EXCLUDED below removed for the reason given.
 
 Columns: class, codepoint, openmoji file stem, emojione icon, emojione-monotone icon,

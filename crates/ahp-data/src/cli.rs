@@ -237,13 +237,10 @@ fn emoji_config(a: &EmojiArgs, out: &Path) -> Result<emoji::EmojiConfig> {
     );
     cfg.unpacked = a.unpacked.clone();
     if !a.designers.is_empty() {
-        cfg.designers = a.designers.clone();
+        cfg.designers = a.designers.iter().map(|d| d.trim().to_string()).collect();
     }
     if !a.classes.is_empty() {
         cfg.classes = Some(a.classes.iter().map(|c| c.trim().to_string()).collect());
-    }
-    if !(0.0..0.45).contains(&a.margin) {
-        anyhow::bail!("--margin must be in [0, 0.45), got {}", a.margin);
     }
     cfg.render = emoji::RenderOptions {
         size: a.size,

@@ -89,11 +89,50 @@ fn the_sample_renders_a_domainbed_tree_with_licences_and_resumes() {
         "{}",
         text(&again)
     );
+    // other pixels are refused, and nothing is removed
     let bigger = render_sample(&out, "48");
-    assert!(bigger.status.success(), "{}", text(&bigger));
-    assert!(text(&bigger).contains("15 rendered"), "{}", text(&bigger));
+    assert!(!bigger.status.success());
+    assert!(
+        text(&bigger).contains("was rendered differently: size 32 (asked 48)"),
+        "{}",
+        text(&bigger)
+    );
     let img = image::open(out.join("emojione/dog/1f415.png")).expect("png");
-    assert_eq!((img.width(), img.height()), (48, 48));
+    assert_eq!((img.width(), img.height()), (32, 32));
+    // fewer classes and designers keep the others
+    let sample = sample();
+    let subset = emoji(&[
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--unpacked",
+        sample.to_str().expect("utf-8"),
+        "--classes",
+        "dog",
+        "--designers",
+        "openmoji",
+        "--size",
+        "32",
+        "--quiet",
+    ]);
+    assert!(subset.status.success(), "{}", text(&subset));
+    assert!(out.join("streamline-emojis/rocket/1f680.png").is_file());
+    // a pretraining run into a benchmark tree is refused
+    let pre = emoji(&[
+        "--pretraining",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--unpacked",
+        sample.to_str().expect("utf-8"),
+        "--size",
+        "32",
+        "--quiet",
+    ]);
+    assert!(!pre.status.success());
+    assert!(
+        text(&pre).contains("it is a benchmark tree, not a pretraining one"),
+        "{}",
+        text(&pre)
+    );
 }
 
 #[test]
@@ -175,6 +214,12 @@ fn pretraining_renders_every_emoji_of_the_pretraining_designers_with_captions() 
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(lines.len(), 3, "{captions}");
+    let attribution =
+        std::fs::read_to_string(out.join("captions.LICENSE.txt")).expect("captions licence");
+    assert!(
+        attribution.contains("emojibase-data@17.0.0"),
+        "{attribution}"
+    );
     let dog = lines
         .iter()
         .find(|l| l["label"] == "dog")

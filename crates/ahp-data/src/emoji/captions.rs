@@ -15,6 +15,18 @@ pub fn normalize_codepoint(cp: &str) -> String {
         .join("-")
 }
 
+/// Whether `cp` is a join key: 1 to 8 lowercase hex code points of 1 to 6 digits, joined by
+/// `-` (so it is also a safe file name).
+pub fn is_codepoint(cp: &str) -> bool {
+    let parts: Vec<&str> = cp.split('-').collect();
+    (1..=8).contains(&parts.len())
+        && parts.iter().all(|p| {
+            (1..=6).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// Whether the sequence carries a skin-tone modifier (U+1F3FB..U+1F3FF).
 pub fn has_skin_tone(cp: &str) -> bool {
     cp.split('-')
@@ -35,10 +47,20 @@ pub struct EmojiInfo {
     pub group: Option<u32>,
 }
 
-/// emojibase-data by join key.
-pub fn emoji_by_codepoint(all: Vec<EmojiInfo>) -> BTreeMap<String, EmojiInfo> {
+/// emojibase-data by join key; a `hexcode` that is not a codepoint sequence is an error.
+pub fn emoji_by_codepoint(all: Vec<EmojiInfo>) -> Result<BTreeMap<String, EmojiInfo>, String> {
     all.into_iter()
-        .map(|e| (normalize_codepoint(&e.hexcode), e))
+        .map(|e| {
+            let cp = normalize_codepoint(&e.hexcode);
+            if is_codepoint(&cp) {
+                Ok((cp, e))
+            } else {
+                Err(format!(
+                    "hexcode {:?} is not a codepoint sequence",
+                    e.hexcode
+                ))
+            }
+        })
         .collect()
 }
 
@@ -96,6 +118,8 @@ mod tests {
         assert_eq!(normalize_codepoint("1F415"), "1f415");
         assert!(has_skin_tone("1f44b-1f3fd"));
         assert!(!has_skin_tone("1f415"));
+        assert!(is_codepoint("1f415") && is_codepoint("0023-20e3"));
+        assert!(!is_codepoint("../x") && !is_codepoint("") && !is_codepoint("1F415"));
     }
 
     #[test]

@@ -18,27 +18,46 @@ fn npm() -> String {
     std::env::var("AHP_NPM").unwrap_or_else(|_| "npm".to_string())
 }
 
-/// The tarball of `package` in `cache`, fetched with npm when it is missing or does not verify.
-pub fn fetch(package: &Package, cache: &Path) -> Result<PathBuf> {
+/// Largest tarball accepted (the biggest pinned one, fluent-emoji, is 14 MB).
+const MAX_TARBALL_BYTES: u64 = 256 << 20;
+
+/// The verified bytes of `package`'s tarball from `cache`, fetched with npm when it is missing
+/// or does not verify. The bytes returned are the bytes hashed (nothing is re-read by path).
+pub fn fetch(package: &Package, cache: &Path) -> Result<(PathBuf, Vec<u8>)> {
     let path = cache.join(package.tarball_name());
-    if path.is_file() && verify(package, &path).is_ok() {
-        return Ok(path);
+    if path.is_file() {
+        if let Ok(bytes) = read_verified(package, &path) {
+            return Ok((path, bytes));
+        }
     }
     std::fs::create_dir_all(cache).map_err(|e| DataError::io(cache, "create directory", e))?;
-    let staging = tempfile_dir(cache)?;
-    let packed = npm_pack(package, &staging)?;
-    verify(package, &packed)?;
+    let staging = Staging::new(cache)?;
+    let packed = npm_pack(package, &staging.0)?;
+    let bytes = read_verified(package, &packed)?;
     std::fs::rename(&packed, &path).map_err(|e| DataError::io(&path, "move into place", e))?;
-    let _ = std::fs::remove_dir_all(&staging);
-    Ok(path)
+    Ok((path, bytes))
 }
 
-/// A fresh directory inside `cache` for one `npm pack` (same filesystem: the rename is atomic).
-fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
-    let dir = cache.join(format!(".npm-pack.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, "create directory", e))?;
-    Ok(dir)
+/// A fresh directory inside the cache for one `npm pack` (same filesystem, so moving the
+/// tarball into place is atomic), removed when dropped, also after a failure.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new(cache: &Path) -> Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = cache.join(format!(".npm-pack.{}.{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, "create directory", e))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs `npm pack SPEC --pack-destination DIR`; returns the tarball it wrote.
@@ -77,9 +96,10 @@ fn npm_pack(package: &Package, dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Checks a tarball's sha512 against the package's pinned integrity.
-pub fn verify(package: &Package, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read", e))?;
+/// The tarball's bytes (a regular file, at most [`MAX_TARBALL_BYTES`]) after checking their
+/// sha512 against the package's pinned integrity.
+pub fn read_verified(package: &Package, path: &Path) -> Result<Vec<u8>> {
+    let bytes = ahp_spec::files::read_regular(path, MAX_TARBALL_BYTES)?;
     let got = format!("sha512-{}", base64(&Sha512::digest(&bytes)));
     if got != package.integrity {
         return Err(DataError::package(
@@ -91,7 +111,7 @@ pub fn verify(package: &Package, path: &Path) -> Result<()> {
             ),
         ));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Standard base64 with padding (the encoding of npm's integrity strings).
@@ -140,7 +160,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.tgz");
         std::fs::write(&path, b"not the package").expect("write");
-        let err = verify(&super::super::designers::OPENMOJI, &path).expect_err("mismatch");
+        let err = read_verified(&super::super::designers::OPENMOJI, &path).expect_err("mismatch");
         let msg = err.to_string();
         assert!(
             msg.contains("openmoji@17.0.0") && msg.contains("does not verify"),

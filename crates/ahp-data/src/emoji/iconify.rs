@@ -20,6 +20,10 @@ pub struct Icon {
     pub width: Option<f64>,
     /// Height of the view box (the set's when absent).
     pub height: Option<f64>,
+    /// Left edge of the view box (the set's, else 0).
+    pub left: Option<f64>,
+    /// Top edge of the view box (the set's, else 0).
+    pub top: Option<f64>,
     /// Hidden icons are kept for compatibility only.
     #[serde(default)]
     pub hidden: bool,
@@ -54,6 +58,10 @@ pub struct IconSet {
     pub width: Option<f64>,
     /// The set's default height.
     pub height: Option<f64>,
+    /// The set's default left edge.
+    pub left: Option<f64>,
+    /// The set's default top edge.
+    pub top: Option<f64>,
 }
 
 impl IconSet {
@@ -61,14 +69,24 @@ impl IconSet {
     /// the set has no such icon (or its alias chain is broken or loops).
     pub fn svg(&self, name: &str) -> Option<String> {
         let (icon, transforms) = self.resolve(name)?;
-        let w = icon.width.or(self.width).unwrap_or(DEFAULT_SIDE);
-        let h = icon.height.or(self.height).unwrap_or(DEFAULT_SIDE);
+        let view = ViewBox {
+            left: icon.left.or(self.left).unwrap_or(0.0),
+            top: icon.top.or(self.top).unwrap_or(0.0),
+            width: icon.width.or(self.width).unwrap_or(DEFAULT_SIDE),
+            height: icon.height.or(self.height).unwrap_or(DEFAULT_SIDE),
+        };
         let mut body = icon.body.clone();
         for t in transforms.iter().rev() {
-            body = t.wrap(&body, w, h);
+            body = t.wrap(&body, &view);
         }
+        let ViewBox {
+            left,
+            top,
+            width: w,
+            height: h,
+        } = view;
         Some(format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" color="black" viewBox="0 0 {w} {h}" width="{w}" height="{h}">{body}</svg>"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" color="black" viewBox="{left} {top} {w} {h}" width="{w}" height="{h}">{body}</svg>"#
         ))
     }
 
@@ -92,6 +110,15 @@ impl IconSet {
     }
 }
 
+/// An icon's view box.
+#[derive(Debug, Clone, Copy)]
+struct ViewBox {
+    left: f64,
+    top: f64,
+    width: f64,
+    height: f64,
+}
+
 /// One alias's flips and rotation.
 #[derive(Debug, Clone, Copy)]
 struct Transform {
@@ -101,22 +128,19 @@ struct Transform {
 }
 
 impl Transform {
-    /// `body` inside a group applying the transform within the `w`×`h` view box.
-    fn wrap(&self, body: &str, w: f64, h: f64) -> String {
+    /// `body` inside a group applying the transform about the view box's centre (a
+    /// quarter turn of a non-square box keeps the box; the icons here are square).
+    fn wrap(&self, body: &str, v: &ViewBox) -> String {
+        let (cx, cy) = (v.left + v.width / 2.0, v.top + v.height / 2.0);
         let mut ops = Vec::new();
         if self.rotate > 0 {
-            ops.push(format!(
-                "rotate({} {} {})",
-                90 * u32::from(self.rotate),
-                w / 2.0,
-                h / 2.0
-            ));
+            ops.push(format!("rotate({} {cx} {cy})", 90 * u32::from(self.rotate)));
         }
         if self.h_flip {
-            ops.push(format!("translate({w} 0) scale(-1 1)"));
+            ops.push(format!("translate({} 0) scale(-1 1)", 2.0 * cx));
         }
         if self.v_flip {
-            ops.push(format!("translate(0 {h}) scale(1 -1)"));
+            ops.push(format!("translate(0 {}) scale(1 -1)", 2.0 * cy));
         }
         if ops.is_empty() {
             return body.to_string();
@@ -133,7 +157,8 @@ mod tests {
         serde_json::from_str(
             r#"{"width": 32, "height": 32,
                 "icons": {"left": {"body": "<path d='M0 0h16v32H0z'/>"},
-                          "tall": {"body": "<path/>", "height": 40}},
+                          "tall": {"body": "<path/>", "height": 40},
+                          "offset": {"body": "<path/>", "left": -4, "top": 2}},
                 "aliases": {"right": {"parent": "left", "hFlip": true},
                             "loop-a": {"parent": "loop-b"}, "loop-b": {"parent": "loop-a"}}}"#,
         )
@@ -152,6 +177,10 @@ mod tests {
             .expect("tall")
             .contains(r#"viewBox="0 0 32 40""#));
         assert!(s.svg("left").expect("left").contains(r#"color="black""#));
+        assert!(s
+            .svg("offset")
+            .expect("offset")
+            .contains(r#"viewBox="-4 2 32 32""#));
     }
 
     #[test]

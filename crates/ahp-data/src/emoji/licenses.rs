@@ -1,6 +1,24 @@
-//! The attribution file of each designer (`<designer>/LICENSE.txt` in the output tree).
+//! The attribution file of each designer (`<designer>/LICENSE.txt` in the output tree): who made
+//! the artwork, its licence, what was changed; the full licence text where the licence asks for a
+//! copy (MIT, Apache-2.0; the Creative Commons licences are satisfied by their URI).
 
-use super::designers::Designer;
+use super::designers::{Designer, EMOJIBASE};
+
+/// The MIT permission notice (without its copyright line).
+const MIT_TEXT: &str = include_str!("../../emoji/licenses/MIT.txt");
+/// The Apache License 2.0 terms.
+const APACHE_TEXT: &str = include_str!("../../emoji/licenses/Apache-2.0.txt");
+
+/// The licence text to include with a copy, if the licence asks for one.
+fn license_text(spdx: &str, holder: &str) -> Option<String> {
+    match spdx {
+        "MIT" => Some(format!(
+            "MIT License\n\nCopyright (c) {holder}\n\n{MIT_TEXT}"
+        )),
+        "Apache-2.0" => Some(APACHE_TEXT.to_string()),
+        _ => None,
+    }
+}
 
 /// The licence's name and deed.
 fn license_deed(spdx: &str) -> (&'static str, &'static str) {
@@ -38,6 +56,9 @@ pub fn attribution(d: &Designer) -> String {
         spec = d.package.spec(),
         spdx = d.license,
     );
+    if let Some(full) = license_text(d.license, d.author) {
+        text.push_str(&format!("\n----- {} -----\n\n{full}", d.license));
+    }
     if d.license.starts_with("CC-BY-SA") {
         text.push_str(&format!(
             "\nShare-alike: the rendered images are adaptations and are licensed under the same\n\
@@ -45,6 +66,18 @@ pub fn attribution(d: &Designer) -> String {
         ));
     }
     text
+}
+
+/// The attribution of `captions.jsonl` (emojibase-data's labels and tags, MIT; derived from the
+/// Unicode CLDR short names and keywords).
+pub fn captions_attribution() -> String {
+    format!(
+        "captions.jsonl holds the labels and tags of {spec} (emojibase, by Miles Johnson,\n\
+         https://emojibase.dev), which derive from the Unicode CLDR annotations\n\
+         (Unicode License v3, https://www.unicode.org/license.txt).\n\n----- MIT -----\n\n{}",
+        license_text("MIT", "2017-2019 Miles Johnson").unwrap_or_default(),
+        spec = EMOJIBASE.spec(),
+    )
 }
 
 #[cfg(test)]
@@ -63,5 +96,14 @@ mod tests {
         let tw = attribution(designer("twemoji").expect("twemoji"));
         assert!(tw.contains("Twitter") && tw.contains("CC-BY-4.0"), "{tw}");
         assert!(!tw.contains("Share-alike"));
+        let fluent = attribution(designer("fluent-emoji").expect("fluent"));
+        assert!(
+            fluent.contains("Copyright (c) Microsoft Corporation")
+                && fluent.contains("Permission is hereby granted"),
+            "{fluent}"
+        );
+        let noto = attribution(designer("noto").expect("noto"));
+        assert!(noto.contains("END OF TERMS AND CONDITIONS"), "{noto}");
+        assert!(captions_attribution().contains("emojibase-data@17.0.0"));
     }
 }

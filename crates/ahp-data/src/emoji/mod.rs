@@ -7,14 +7,15 @@
 //! each designer next to its images in `OUT/<designer>/LICENSE.txt` ([`licenses`]; a file, so
 //! the tree stays a DomainBed root whose domains are exactly the designers). The classes are the committed table of
 //! [`classes`]. Writing is deterministic and resumable: images already in place (written
-//! atomically, so complete) are kept, and a directory rendered with other settings is refused.
+//! atomically, so complete) are kept, a directory rendered with other settings (or other
+//! packages, class table or renderer) is refused, and nothing is ever removed.
 
 pub mod captions;
 pub mod classes;
 pub mod designers;
 pub mod fetch;
 pub mod iconify;
-mod licenses;
+pub mod licenses;
 mod marker;
 mod package;
 pub mod pretraining;
@@ -34,7 +35,7 @@ pub use sheet::contact_sheet;
 
 use crate::error::{DataError, Result};
 use iconify::IconSet;
-use package::PackageFiles;
+use package::{PackageFiles, PackageSource};
 
 /// The attribution file in each designer's directory.
 pub const LICENSE_FILE: &str = "LICENSE.txt";
@@ -82,8 +83,14 @@ impl EmojiConfig {
         if self.designers.is_empty() {
             return Err(DataError::option("designers", "give at least one designer"));
         }
-        self.designers
-            .iter()
+        let mut unique: Vec<&String> = Vec::new();
+        for d in &self.designers {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        unique
+            .into_iter()
             .map(|name| match designer(name) {
                 Some(d) if d.role == self.role => Ok(d),
                 Some(_) if self.role == Role::Benchmark => Err(DataError::option(
@@ -214,15 +221,20 @@ impl fmt::Display for EmojiSummary {
 pub fn build(cfg: &EmojiConfig) -> Result<EmojiSummary> {
     let designers = cfg.selected_designers()?;
     let classes = cfg.selected_classes()?;
+    if !(0.0..0.45).contains(&cfg.render.margin) {
+        return Err(DataError::option(
+            "margin",
+            format!("must be in [0, 0.45), got {}", cfg.render.margin),
+        ));
+    }
     if !(16..=1024).contains(&cfg.render.size) {
         return Err(DataError::option(
             "size",
             format!("must be in 16..=1024, got {}", cfg.render.size),
         ));
     }
-    let next = marker::Marker::new(&cfg.render, &designers, &classes);
-    marker::prepare_out_dir(&cfg.out, &next)?;
-    next.write(&cfg.out)?;
+    let next = marker::Marker::new(cfg.role, &cfg.render, &designers, &classes);
+    marker::prepare_out_dir(&cfg.out, &next)?.write(&cfg.out)?;
     let bar = progress_bar(cfg.progress, (designers.len() * classes.len()) as u64);
     let counts = match cfg.role {
         Role::Benchmark => write_benchmark(cfg, &designers, &classes, &bar)?,
@@ -257,9 +269,11 @@ fn write_benchmark(
     let mut counts = Vec::new();
     for d in designers {
         let art = Artworks::load(cfg, d, classes)?;
-        let rendered = write_designer(cfg, d, &art, classes, bar)?;
+        // the attribution first: an interrupted run never leaves images without it
         let licence = cfg.out.join(d.name).join(LICENSE_FILE);
+        create_dir(&cfg.out.join(d.name))?;
         ahp_spec::files::write_atomic(&licence, licenses::attribution(d).as_bytes())?;
+        let rendered = write_designer(cfg, d, &art, classes, bar)?;
         counts.push((classes.len(), rendered));
     }
     Ok(counts)
@@ -267,10 +281,13 @@ fn write_benchmark(
 
 /// Where a package's files are read from: `cfg.unpacked/<package dir>`, else its verified
 /// tarball in the cache (fetched with npm if needed).
-fn source(cfg: &EmojiConfig, package: &Package) -> Result<PathBuf> {
+fn source(cfg: &EmojiConfig, package: &Package) -> Result<PackageSource> {
     match &cfg.unpacked {
-        Some(dir) => Ok(dir.join(package.dir_name())),
-        None => fetch::fetch(package, &cfg.cache),
+        Some(dir) => Ok(PackageSource::Dir(dir.join(package.dir_name()))),
+        None => {
+            let (path, bytes) = fetch::fetch(package, &cfg.cache)?;
+            Ok(PackageSource::Tarball(path, std::sync::Arc::new(bytes)))
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use crate::error::{DataError, Result};
 /// The captions file at the root of a pretraining tree.
 pub const CAPTIONS_FILE: &str = "captions.jsonl";
 
+/// The attribution of the captions, next to them.
+pub const CAPTIONS_LICENSE_FILE: &str = "captions.LICENSE.txt";
+
 /// One line of `captions.jsonl`.
 #[derive(Debug, Serialize)]
 struct CaptionLine<'a> {
@@ -43,24 +46,31 @@ pub(super) fn write(
             p == "package/en/data.json"
         })?
         .json::<Vec<EmojiInfo>>("package/en/data.json")?,
-    );
+    )
+    .map_err(|m| DataError::package(EMOJIBASE.spec(), format!("package/en/data.json: {m}")))?;
     let names = name_table(cfg)?;
     let mut drawn: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut counts = Vec::new();
     for d in designers {
         let (set, icons) = icons_of(cfg, d, &names, &emoji)?;
         bar.inc_length(icons.len() as u64);
-        let rendered = render_all(cfg, d, &set, &icons, bar)?;
+        // the attribution first: an interrupted run never leaves images without it
+        create_dir(&cfg.out.join(d.name))?;
         ahp_spec::files::write_atomic(
             &cfg.out.join(d.name).join(LICENSE_FILE),
             super::licenses::attribution(d).as_bytes(),
         )?;
+        let rendered = render_all(cfg, d, &set, &icons, bar)?;
         for cp in icons.keys() {
             drawn.entry(cp.clone()).or_default().push(d.name);
         }
         counts.push((icons.len(), rendered));
     }
     write_captions(&cfg.out, &drawn, &emoji)?;
+    ahp_spec::files::write_atomic(
+        &cfg.out.join(CAPTIONS_LICENSE_FILE),
+        super::licenses::captions_attribution().as_bytes(),
+    )?;
     Ok(counts)
 }
 
@@ -86,12 +96,13 @@ fn icons_of(
         p == "package/icons.json" || p == "package/chars.json"
     })?;
     let set: IconSet = files.json("package/icons.json")?;
-    let own: Option<HashMap<String, String>> = files.json("package/chars.json").ok();
+    let own: Option<HashMap<String, String>> = files.json_if_present("package/chars.json")?;
     let mut icons = Icons::new();
     let mut pairs: Vec<(String, String)> = match own.filter(|c| !c.is_empty()) {
         Some(chars) => chars
             .into_iter()
             .map(|(cp, name)| (super::captions::normalize_codepoint(&cp), name))
+            .filter(|(cp, _)| super::captions::is_codepoint(cp))
             .collect(),
         None => set
             .icons

@@ -26,9 +26,24 @@ impl Default for RenderOptions {
     }
 }
 
+/// Parsing options: an `<image href>` naming a file is never read (a package must not make the
+/// renderer open `/dev/zero` or embed a local file); `data:` URLs are kept.
+fn options() -> usvg::Options<'static> {
+    usvg::Options {
+        image_href_resolver: usvg::ImageHrefResolver {
+            resolve_data: usvg::ImageHrefResolver::default_data_resolver(),
+            resolve_string: Box::new(|_, _| None),
+        },
+        ..usvg::Options::default()
+    }
+}
+
 /// The SVG document `svg` rendered into a `size`×`size` RGB image, or the parser's message.
 pub fn render(svg: &str, o: &RenderOptions) -> Result<RgbImage, String> {
-    let tree = usvg::Tree::from_str(svg, &usvg::Options::default()).map_err(|e| e.to_string())?;
+    if !(0.0..0.45).contains(&o.margin) {
+        return Err(format!("margin must be in [0, 0.45), got {}", o.margin));
+    }
+    let tree = usvg::Tree::from_str(svg, &options()).map_err(|e| e.to_string())?;
     let side = o.size as f32;
     let mut pixmap =
         tiny_skia::Pixmap::new(o.size, o.size).ok_or_else(|| format!("bad size {}", o.size))?;
@@ -89,6 +104,13 @@ mod tests {
         let img = render(svg, &o).expect("render");
         assert_eq!(img.get_pixel(20, 5).0, [255, 255, 255]);
         assert_eq!(img.get_pixel(20, 20).0, [0, 0, 255]);
+    }
+
+    #[test]
+    fn image_references_to_files_are_not_read() {
+        let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 10 10"><image width="10" height="10" xlink:href="/dev/zero"/></svg>"#;
+        let img = render(svg, &RenderOptions::default()).expect("renders without the file");
+        assert!(img.pixels().all(|p| p.0 == [255, 255, 255]));
     }
 
     #[test]
