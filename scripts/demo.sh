@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH="$(bash scripts/fetch-onnxruntime.sh)"
 export ORT_DYLIB_PATH
 cargo build --release --locked -p ahp-cli
-./target/release/ahp demo "$@"
+"${CARGO_TARGET_DIR:-target}/release/ahp" demo "$@"

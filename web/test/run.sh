@@ -43,7 +43,9 @@ else
   # Exactly the build of `cargo test --workspace` (scripts/test.sh), which puts ahp-predict in
   # target/debug/ for its CLI tests: a no-op after it, instead of a rebuild with other features.
   cargo test -q --workspace --locked --no-run 2>/dev/null || cargo test --workspace --locked --no-run
-  predict=("$root/target/debug/ahp-predict")
+  target_dir="${CARGO_TARGET_DIR:-$root/target}"
+  case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+  predict=("$target_dir/debug/ahp-predict")
 fi
 "${predict[@]}" "$model" "${images[@]}" --json --top-k 1000 > "$out/ahp-predict.json"
 echo "web-test: reference from ahp-predict (ONNX Runtime) on $model: $out/ahp-predict.json" >&2
