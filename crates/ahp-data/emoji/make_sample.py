@@ -14,19 +14,13 @@ import os
 import shutil
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_classes import load, norm  # noqa: E402  (one definition of the join key)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ICONIFY = ["emojione", "emojione-monotone", "streamline-emojis"]
 PRETRAINING = ["twemoji", "noto", "noto-v1", "fluent-emoji", "fluent-emoji-flat", "fxemoji"]
 TABLES = ["twemoji", "noto", "openmoji", "fluent-emoji-flat"]
-
-
-def norm(cp):
-    return "-".join(p for p in cp.lower().split("-") if p != "fe0f")
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def dump(obj, path):

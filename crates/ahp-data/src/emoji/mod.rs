@@ -237,8 +237,8 @@ pub fn build(cfg: &EmojiConfig) -> Result<EmojiSummary> {
     marker::prepare_out_dir(&cfg.out, &next)?.write(&cfg.out)?;
     let bar = progress_bar(cfg.progress, (designers.len() * classes.len()) as u64);
     let counts = match cfg.role {
-        Role::Benchmark => write_benchmark(cfg, &designers, &classes, &bar)?,
-        Role::Pretraining => pretraining::write(cfg, &designers, &bar)?,
+        Role::Benchmark => write_benchmark(cfg, &Sources::new(cfg), &designers, &classes, &bar)?,
+        Role::Pretraining => pretraining::write(cfg, &Sources::new(cfg), &designers, &bar)?,
     };
     bar.finish_and_clear();
     Ok(EmojiSummary {
@@ -262,13 +262,14 @@ pub fn build(cfg: &EmojiConfig) -> Result<EmojiSummary> {
 /// The benchmark tree: every class of every designer, and each designer's attribution.
 fn write_benchmark(
     cfg: &EmojiConfig,
+    sources: &Sources<'_>,
     designers: &[&'static Designer],
     classes: &[EmojiClass],
     bar: &indicatif::ProgressBar,
 ) -> Result<Vec<(usize, usize)>> {
     let mut counts = Vec::new();
     for d in designers {
-        let art = Artworks::load(cfg, d, classes)?;
+        let art = Artworks::load(sources, d, classes)?;
         // the attribution first: an interrupted run never leaves images without it
         let licence = cfg.out.join(d.name).join(LICENSE_FILE);
         create_dir(&cfg.out.join(d.name))?;
@@ -279,15 +280,36 @@ fn write_benchmark(
     Ok(counts)
 }
 
-/// Where a package's files are read from: `cfg.unpacked/<package dir>`, else its verified
-/// tarball in the cache (fetched with npm if needed).
-fn source(cfg: &EmojiConfig, package: &Package) -> Result<PackageSource> {
-    match &cfg.unpacked {
-        Some(dir) => Ok(PackageSource::Dir(dir.join(package.dir_name()))),
-        None => {
-            let (path, bytes) = fetch::fetch(package, &cfg.cache)?;
-            Ok(PackageSource::Tarball(path, std::sync::Arc::new(bytes)))
+/// Where the packages' files are read from: `cfg.unpacked/<package dir>`, else each verified
+/// tarball in the cache (fetched with npm if needed), fetched and hashed once per run even when
+/// several designers (OpenMoji colour and black) or the codepoint tables share a package.
+pub(crate) struct Sources<'a> {
+    cfg: &'a EmojiConfig,
+    seen: std::cell::RefCell<std::collections::HashMap<&'static str, PackageSource>>,
+}
+
+impl<'a> Sources<'a> {
+    fn new(cfg: &'a EmojiConfig) -> Self {
+        Self {
+            cfg,
+            seen: Default::default(),
         }
+    }
+
+    /// The source of `package`.
+    pub(crate) fn get(&self, package: &Package) -> Result<PackageSource> {
+        if let Some(s) = self.seen.borrow().get(package.name) {
+            return Ok(s.clone());
+        }
+        let source = match &self.cfg.unpacked {
+            Some(dir) => PackageSource::Dir(dir.join(package.dir_name())),
+            None => {
+                let (path, bytes) = fetch::fetch(package, &self.cfg.cache)?;
+                PackageSource::Tarball(path, std::sync::Arc::new(bytes))
+            }
+        };
+        self.seen.borrow_mut().insert(package.name, source.clone());
+        Ok(source)
     }
 }
 
@@ -351,8 +373,8 @@ enum Artworks {
 impl Artworks {
     /// Reads what `d` needs for `classes` from its package (fetched into the cache unless
     /// `cfg.unpacked` holds it).
-    fn load(cfg: &EmojiConfig, d: &Designer, classes: &[EmojiClass]) -> Result<Self> {
-        let source = source(cfg, &d.package)?;
+    fn load(sources: &Sources<'_>, d: &Designer, classes: &[EmojiClass]) -> Result<Self> {
+        let source = sources.get(&d.package)?;
         match d.artwork {
             Artwork::Iconify => {
                 let files = PackageFiles::read(&source, |p| p == "package/icons.json")?;

@@ -13,7 +13,7 @@ use super::captions::{emoji_by_codepoint, has_skin_tone, EmojiInfo, NameTable};
 use super::designers::{Designer, EMOJIBASE, NAME_TABLES};
 use super::iconify::IconSet;
 use super::package::PackageFiles;
-use super::{create_dir, render, EmojiConfig, LICENSE_FILE};
+use super::{create_dir, render, EmojiConfig, Sources, LICENSE_FILE};
 use crate::error::{DataError, Result};
 
 /// The captions file at the root of a pretraining tree.
@@ -38,21 +38,20 @@ type Icons = BTreeMap<String, String>;
 /// and how many this run rendered.
 pub(super) fn write(
     cfg: &EmojiConfig,
+    sources: &Sources<'_>,
     designers: &[&'static Designer],
     bar: &indicatif::ProgressBar,
 ) -> Result<Vec<(usize, usize)>> {
     let emoji = emoji_by_codepoint(
-        PackageFiles::read(&super::source(cfg, &EMOJIBASE)?, |p| {
-            p == "package/en/data.json"
-        })?
-        .json::<Vec<EmojiInfo>>("package/en/data.json")?,
+        PackageFiles::read(&sources.get(&EMOJIBASE)?, |p| p == "package/en/data.json")?
+            .json::<Vec<EmojiInfo>>("package/en/data.json")?,
     )
     .map_err(|m| DataError::package(EMOJIBASE.spec(), format!("package/en/data.json: {m}")))?;
-    let names = name_table(cfg)?;
+    let names = name_table(sources)?;
     let mut drawn: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut counts = Vec::new();
     for d in designers {
-        let (set, icons) = icons_of(cfg, d, &names, &emoji)?;
+        let (set, icons) = icons_of(sources, d, &names, &emoji)?;
         bar.inc_length(icons.len() as u64);
         // the attribution first: an interrupted run never leaves images without it
         create_dir(&cfg.out.join(d.name))?;
@@ -75,10 +74,10 @@ pub(super) fn write(
 }
 
 /// The name → codepoint table of the four `chars.json` sets.
-fn name_table(cfg: &EmojiConfig) -> Result<NameTable> {
+fn name_table(sources: &Sources<'_>) -> Result<NameTable> {
     let mut table = NameTable::default();
     for p in &NAME_TABLES {
-        let files = PackageFiles::read(&super::source(cfg, p)?, |f| f == "package/chars.json")?;
+        let files = PackageFiles::read(&sources.get(p)?, |f| f == "package/chars.json")?;
         table.add(&files.json::<HashMap<String, String>>("package/chars.json")?);
     }
     Ok(table)
@@ -87,12 +86,12 @@ fn name_table(cfg: &EmojiConfig) -> Result<NameTable> {
 /// A designer's icon set and its icons by codepoint: through its own `chars.json` when it has
 /// one, else through `names`; only emoji emojibase knows, no skin tones, no hidden icons.
 fn icons_of(
-    cfg: &EmojiConfig,
+    sources: &Sources<'_>,
     d: &Designer,
     names: &NameTable,
     emoji: &BTreeMap<String, EmojiInfo>,
 ) -> Result<(IconSet, Icons)> {
-    let files = PackageFiles::read(&super::source(cfg, &d.package)?, |p| {
+    let files = PackageFiles::read(&sources.get(&d.package)?, |p| {
         p == "package/icons.json" || p == "package/chars.json"
     })?;
     let set: IconSet = files.json("package/icons.json")?;
