@@ -464,6 +464,65 @@ class Suite:
                          ["@iconify-json/emojione@1.2.3", "cannot run `/nonexistent/npm`"])
 
 
+    def pretrain_captions(self):
+        """D22: ahp pretrain --captions on hostile image-caption trees (from the offline sample)."""
+        base = self.out / "pretrain"
+        shutil.rmtree(base, ignore_errors=True)
+        good = base / "good"
+        r = self.run("ahp-data", ["emoji", "--pretraining", "--out", good, "--unpacked", EMOJI_SAMPLE,
+                                  "--size", "32", "--quiet"], timeout=120)
+        if r[0] != 0:
+            return self.check("D22 pretrain: the sample tree renders", False, r[2][-300:])
+
+        def tree(name, edit):
+            t = base / name
+            shutil.copytree(good, t)
+            edit(t)
+            return t
+
+        def pretrain(t, out):
+            return self.run("ahp", ["pretrain", "--captions", t, "--out", base / out, "--steps", "1",
+                                    "--batch-size", "2", "--image-size", "32", "--vision", "32,1,2",
+                                    "--text", "32,1,2", "--quiet"], timeout=120)
+
+        def garbage(t):
+            (t / "captions.jsonl").write_bytes(os.urandom(4096))
+
+        def not_json(t):
+            (t / "captions.jsonl").write_text("dog\tdog.png\n")
+
+        def fifo(t):
+            (t / "captions.jsonl").unlink()
+            os.mkfifo(t / "captions.jsonl")
+
+        def huge(t):
+            with open(t / "captions.jsonl", "ab") as f:
+                f.truncate(100 << 20)
+
+        def escape(t):
+            (t / "captions.jsonl").write_text('{"codepoint":"1f415","label":"dog","tags":[],'
+                                              '"designers":["../../../etc"]}\n')
+
+        def missing(t):
+            (t / "noto" / "1f415.png").unlink()
+
+        def bad_png(t):
+            (t / "noto" / "1f415.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(512))
+
+        cases = [
+            ("random bytes as captions.jsonl are an error naming the file", garbage, ["captions.jsonl", "UTF-8"]),
+            ("a line that is not JSON is an error naming the file and line", not_json, ["captions.jsonl", "line 1"]),
+            ("a FIFO as captions.jsonl is refused, no hang", fifo, ["not a regular file"]),
+            ("a 100 MB captions.jsonl is refused before it is read", huge, ["captions.jsonl"]),
+            ("a designer that leaves the tree is refused", escape, ["not a designer name"]),
+            ("a missing drawing is an error naming it", missing, ["noto/1f415.png", "missing"]),
+            ("a corrupt drawing is an error naming it", bad_png, ["noto/1f415.png"]),
+        ]
+        for i, (case, edit, needles) in enumerate(cases):
+            r = pretrain(tree(f"t{i}", edit), f"o{i}")
+            self.clean_error(f"D22 pretrain: {case}", r, needles)
+
+
 class Server:
     """ahp-serve on a free port, under the suite's memory limit."""
 
@@ -562,6 +621,7 @@ def main():
     suite.export(c, run)
     suite.data_and_classify(c, data)
     suite.emoji()
+    suite.pretrain_captions()
     print(f"robustness: {suite.passed} passed, {len(suite.failed)} failed, {len(suite.skipped)} skipped "
           f"({time.monotonic() - t:.0f} s, memory limit {a.mem_gib:g} GiB)")
     for f in suite.failed:

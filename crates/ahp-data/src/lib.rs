@@ -33,7 +33,7 @@ pub use domainbed::{
 };
 pub use error::{DataError, Result};
 pub use loader::{
-    AugmentConfig, BalancedBatcher, Batch, EvalBatches, LoaderConfig, LoaderStats, Prefetcher,
-    SkippedImage,
+    AugmentConfig, BalancedBatcher, Batch, ColorJitter, EvalBatches, LoaderConfig, LoaderStats,
+    Prefetcher, SkippedImage,
 };
 pub use synth::{Shape, Style, SynthConfig, SynthSummary};

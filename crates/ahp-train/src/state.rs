@@ -67,6 +67,22 @@ pub fn lock_run_dir(dir: &Path) -> Result<std::fs::File> {
 
 /// Saves tensors (converted to f32) plus `meta` atomically.
 pub fn save_state(path: &Path, tensors: &HashMap<String, Tensor>, meta: &StateMeta) -> Result<()> {
+    save_tensors(path, tensors, META_KEY, meta)
+}
+
+/// Loads a state written by [`save_state`].
+pub fn load_state(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, StateMeta)> {
+    load_tensors(path, device, META_KEY)
+}
+
+/// Saves tensors (converted to f32) and `meta` as JSON under the metadata key `key`, in one
+/// safetensors file written atomically.
+pub fn save_tensors<M: Serialize>(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+    key: &str,
+    meta: &M,
+) -> Result<()> {
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(names.len());
@@ -93,14 +109,18 @@ pub fn save_state(path: &Path, tensors: &HashMap<String, Tensor>, meta: &StateMe
         .collect::<Result<Vec<_>>>()?;
     let meta_json = serde_json::to_string(meta)
         .map_err(|e| TrainError::run_dir(path, format!("cannot encode state: {e}")))?;
-    let metadata: HashMap<String, String> = [(META_KEY.to_string(), meta_json)].into();
+    let metadata: HashMap<String, String> = [(key.to_string(), meta_json)].into();
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| TrainError::run_dir(path, format!("cannot encode state: {e}")))?;
     Ok(ahp_spec::files::write_atomic(path, &bytes)?)
 }
 
-/// Loads a state written by [`save_state`].
-pub fn load_state(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, StateMeta)> {
+/// Loads a file written by [`save_tensors`] with the same `key`.
+pub fn load_tensors<M: serde::de::DeserializeOwned>(
+    path: &Path,
+    device: &Device,
+    key: &str,
+) -> Result<(HashMap<String, Tensor>, M)> {
     let bytes =
         std::fs::read(path).map_err(|e| TrainError::run_dir(path, format!("cannot read: {e}")))?;
     let bad = |m: String| TrainError::run_dir(path, m);
@@ -109,9 +129,9 @@ pub fn load_state(path: &Path, device: &Device) -> Result<(HashMap<String, Tenso
     let meta_json = header
         .metadata()
         .as_ref()
-        .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| bad(format!("missing `{META_KEY}` metadata")))?;
-    let meta: StateMeta =
+        .and_then(|m| m.get(key))
+        .ok_or_else(|| bad(format!("missing `{key}` metadata")))?;
+    let meta: M =
         serde_json::from_str(meta_json).map_err(|e| bad(format!("invalid state metadata: {e}")))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a valid state file: {e}")))?;

@@ -27,6 +27,20 @@ pub fn is_codepoint(cp: &str) -> bool {
         })
 }
 
+/// An emojibase label as a class name: lowercased, only ASCII letters, digits, spaces and `-`
+/// kept, trimmed ("woman’s sandal" → "womans sandal"). The benchmark's class names are exactly
+/// this of their labels (`make_classes.py`'s `class_name`), and pretraining captions spell
+/// labels and tags the same way, so a class name is always a caption's words.
+pub fn plain_label(label: &str) -> String {
+    label
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == ' ' || *c == '-')
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// Whether the sequence carries a skin-tone modifier (U+1F3FB..U+1F3FF).
 pub fn has_skin_tone(cp: &str) -> bool {
     cp.split('-')
@@ -111,6 +125,17 @@ impl NameTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_labels_are_class_names() {
+        assert_eq!(plain_label("woman’s sandal"), "womans sandal");
+        assert_eq!(
+            plain_label("Japanese “here” button"),
+            "japanese here button"
+        );
+        assert_eq!(plain_label(" T-Rex "), "t-rex");
+        assert_eq!(plain_label("flag: Åland Islands"), "flag land islands");
+    }
 
     #[test]
     fn codepoints_are_joined_without_variation_selectors() {

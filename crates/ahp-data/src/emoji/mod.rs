@@ -10,6 +10,7 @@
 //! atomically, so complete) are kept, a directory rendered with other settings (or other
 //! packages, class table or renderer) is refused, and nothing is ever removed.
 
+pub mod caption_tree;
 pub mod captions;
 pub mod classes;
 pub mod designers;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+pub use caption_tree::{CaptionTree, CaptionedEmoji};
 pub use classes::{benchmark_classes, EmojiClass};
 pub use designers::{designer, designers, Artwork, Designer, Package, Role, DESIGNERS};
 pub use render::RenderOptions;

@@ -155,6 +155,81 @@ pub fn augment(
     Ok(normalize(&resized, pre))
 }
 
+/// Photometric augmentation (torchvision's `ColorJitter` brightness, contrast and saturation,
+/// then `RandomGrayscale`), for artwork whose colours are part of its style.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColorJitter {
+    /// Brightness factor drawn from `[1 - b, 1 + b]` (0 = off).
+    pub brightness: f64,
+    /// Contrast factor drawn from `[1 - c, 1 + c]`, around the image's mean grey (0 = off).
+    pub contrast: f64,
+    /// Saturation factor drawn from `[1 - s, 1 + s]`, towards each pixel's grey (0 = off).
+    pub saturation: f64,
+    /// Probability of turning the image grey (ITU-R 601 luma, as PIL's `L`).
+    pub grayscale_probability: f64,
+}
+
+impl Default for ColorJitter {
+    /// Brightness, contrast and saturation 0.3, grayscale 0.2.
+    fn default() -> Self {
+        Self {
+            brightness: 0.3,
+            contrast: 0.3,
+            saturation: 0.3,
+            grayscale_probability: 0.2,
+        }
+    }
+}
+
+impl ColorJitter {
+    /// Checks the ranges; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("color_jitter.brightness", self.brightness),
+            ("color_jitter.contrast", self.contrast),
+            ("color_jitter.saturation", self.saturation),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(DataError::option(field, format!("{v} is not in [0, 1]")));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.grayscale_probability) {
+            return Err(DataError::option(
+                "color_jitter.grayscale_probability",
+                format!("{} is not in [0, 1]", self.grayscale_probability),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the jitter in place: brightness, contrast, saturation in that order (each factor
+    /// drawn even when its range is 0, so the random stream does not depend on the settings'
+    /// values), then grayscale with its probability.
+    pub fn apply(&self, image: &mut RgbImage, rng: &mut impl Rng) {
+        let b = uniform(rng, 1.0 - self.brightness, 1.0 + self.brightness) as f32;
+        let c = uniform(rng, 1.0 - self.contrast, 1.0 + self.contrast) as f32;
+        let s = uniform(rng, 1.0 - self.saturation, 1.0 + self.saturation) as f32;
+        let grey = rng.random::<f64>() < self.grayscale_probability;
+        let luma = |p: [f32; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+        let mut px: Vec<[f32; 3]> = image
+            .pixels()
+            .map(|p| [p[0], p[1], p[2]].map(|v| (f32::from(v) * b).clamp(0.0, 255.0)))
+            .collect();
+        let mean = px.iter().map(|p| luma(*p)).sum::<f32>() / px.len().max(1) as f32;
+        for p in &mut px {
+            *p = p.map(|v| (mean + c * (v - mean)).clamp(0.0, 255.0));
+            let l = luma(*p);
+            *p = p.map(|v| (l + s * (v - l)).clamp(0.0, 255.0));
+            if grey {
+                *p = [luma(*p); 3];
+            }
+        }
+        for (dst, p) in image.pixels_mut().zip(px) {
+            dst.0 = p.map(|v| v.round() as u8);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +248,44 @@ mod tests {
             let r = f64::from(b.width) / f64::from(b.height);
             assert!((0.72..=1.37).contains(&r), "{b:?} ratio {r}");
         }
+    }
+
+    #[test]
+    fn color_jitter_keeps_size_and_greys_out() {
+        let mut img = RgbImage::from_fn(8, 8, |x, y| {
+            image::Rgb([(x * 30) as u8, (y * 30) as u8, 200])
+        });
+        let before = img.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let always_grey = ColorJitter {
+            grayscale_probability: 1.0,
+            ..ColorJitter::default()
+        };
+        always_grey.apply(&mut img, &mut rng);
+        assert_eq!(img.dimensions(), (8, 8));
+        assert_ne!(img, before);
+        assert!(img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+        let mut same = before.clone();
+        let off = ColorJitter {
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            grayscale_probability: 0.0,
+        };
+        off.apply(&mut same, &mut rng);
+        assert_eq!(same, before);
+        assert!(ColorJitter {
+            brightness: 1.5,
+            ..off.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(ColorJitter {
+            grayscale_probability: -0.1,
+            ..off
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod eval;
 mod prefetch;
 mod stats;
 
-pub use augment::{augment, random_resized_crop_params, AugmentConfig, CropBox};
+pub use augment::{augment, random_resized_crop_params, AugmentConfig, ColorJitter, CropBox};
 pub use balanced::BalancedBatcher;
 pub use batch::{Batch, SkippedImage};
 pub use config::LoaderConfig;

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use ahp_data::Shape;
+use std::str::FromStr;
+
 use ahp_spec::files::{write_atomic, TempFile};
 use ahp_spec::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig, PreprocessConfig};
 use candle_nn::VarMap;
@@ -19,17 +20,31 @@ pub const EOS: &str = "<|endoftext|>";
 /// Unknown-word token.
 pub const UNK: &str = "<|unk|>";
 
-/// The vocabulary: the caption words, then the class names.
-pub(super) fn words(classes: &[Shape]) -> Vec<String> {
-    let mut w: Vec<String> = [
-        "a", "an", "the", "of", "photo", "pencil", "sketch", "cartoon", "painting", "picture",
-        "drawing", "image", ".",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    w.extend(classes.iter().map(|c| c.name().to_string()));
-    w
+/// The written tokenizer's split of a text into words (lowercased, split at whitespace, each
+/// punctuation character a word of its own): the `tokenizers` crate's own, run with the
+/// tokenizer this module writes, so every word found here is one the tokenizer looks up.
+pub struct WordSplitter(tokenizers::Tokenizer);
+
+impl WordSplitter {
+    /// The splitter of [`tokenizer_json`]'s tokenizer.
+    pub fn new() -> Result<Self> {
+        tokenizers::Tokenizer::from_str(&tokenizer_json(&[]))
+            .map(Self)
+            .map_err(|e| TrainError::run_dir("tokenizer.json", e.to_string()))
+    }
+
+    /// The words of `text`, in order.
+    pub fn words(&self, text: &str) -> Result<Vec<String>> {
+        let enc = self
+            .0
+            .encode(text, false)
+            .map_err(|e| TrainError::run_dir("tokenizer.json", format!("`{text}`: {e}")))?;
+        Ok(enc
+            .get_offsets()
+            .iter()
+            .filter_map(|&(a, b)| text.get(a..b).map(str::to_lowercase))
+            .collect())
+    }
 }
 
 /// A word-level `tokenizer.json` (lowercasing, whitespace/punctuation split, `<|startoftext|>`
@@ -91,8 +106,9 @@ pub(super) fn write_tokenizer(out: &Path, vocab_words: &[String], cfg: &ClipConf
     Ok(())
 }
 
-/// The model configuration of the options, for a vocabulary of `vocab_size` tokens.
-pub(super) fn config(o: &PretrainOptions, vocab_size: usize) -> ClipConfig {
+/// The model configuration of the options, for a vocabulary of `vocab_size` tokens and
+/// prompts of up to `positions` tokens.
+pub(super) fn config(o: &PretrainOptions, vocab_size: usize, positions: usize) -> ClipConfig {
     ClipConfig {
         text_config: ClipTextConfig {
             vocab_size,
@@ -101,7 +117,7 @@ pub(super) fn config(o: &PretrainOptions, vocab_size: usize) -> ClipConfig {
             projection_dim: o.projection_dim,
             num_hidden_layers: o.text.1,
             num_attention_heads: o.text.2,
-            max_position_embeddings: 16,
+            max_position_embeddings: positions,
             hidden_act: Activation::QuickGelu,
             layer_norm_eps: 1e-5,
             pad_token_id: Some(1),

@@ -95,7 +95,7 @@ mod tests {
             projection_dim: 16,
             ..Default::default()
         };
-        let cfg = config(&o, 30);
+        let cfg = config(&o, 30, 16);
         let varmap = VarMap::new();
         ClipModel::new(
             VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),

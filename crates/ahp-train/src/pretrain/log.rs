@@ -1,12 +1,12 @@
 //! Training statistics of pretraining, averaged over logging windows.
 
 use candle_core::Tensor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
 /// Training statistics averaged over a logging window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogLine {
     /// Last step of the window (1-based).
     pub step: u64,
@@ -14,10 +14,11 @@ pub struct LogLine {
     pub loss: f64,
     /// Image → caption top-1 accuracy over the window (style and class right).
     pub accuracy: f64,
-    /// Fraction of images whose top caption names the right class.
-    pub class_accuracy: f64,
-    /// Fraction of images whose top caption names the right style.
-    pub style_accuracy: f64,
+    /// Fraction of images whose top caption names the right class (captions laid out as
+    /// `style × class` only).
+    pub class_accuracy: Option<f64>,
+    /// Fraction of images whose top caption names the right style (likewise).
+    pub style_accuracy: Option<f64>,
     /// Mean pairwise cosine of the image embeddings of the window's last batch.
     pub image_cosine: f64,
     /// Mean pairwise cosine of the caption embeddings at the window's last step.
@@ -34,17 +35,18 @@ impl std::fmt::Display for LogLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "step {:>5}  loss {:.4}  acc {:5.1}%  class {:5.1}%  style {:5.1}%  img-cos {:.3}  txt-cos {:.3}  grad {:.3}  scale {:.1}  lr {:.2e}",
+            "step {:>5}  loss {:.4}  acc {:5.1}%",
             self.step,
             self.loss,
-            100.0 * self.accuracy,
-            100.0 * self.class_accuracy,
-            100.0 * self.style_accuracy,
-            self.image_cosine,
-            self.text_cosine,
-            self.grad_norm,
-            self.temperature,
-            self.lr
+            100.0 * self.accuracy
+        )?;
+        if let (Some(c), Some(s)) = (self.class_accuracy, self.style_accuracy) {
+            write!(f, "  class {:5.1}%  style {:5.1}%", 100.0 * c, 100.0 * s)?;
+        }
+        write!(
+            f,
+            "  img-cos {:.3}  txt-cos {:.3}  grad {:.3}  scale {:.1}  lr {:.2e}",
+            self.image_cosine, self.text_cosine, self.grad_norm, self.temperature, self.lr
         )
     }
 }
@@ -59,28 +61,32 @@ pub(super) struct Window {
     correct: usize,
     class_correct: usize,
     style_correct: usize,
+    laid_out: bool,
 }
 
 impl Window {
-    /// Adds one step: its loss, gradient norm, and predicted vs true captions (caption
-    /// `s * classes + c` names style `s` and class `c`).
+    /// Adds one step: its loss, gradient norm, and predicted vs true captions (with
+    /// `classes`, caption `s * classes + c` names style `s` and class `c`).
     pub(super) fn add(
         &mut self,
         loss: f64,
         grad_norm: f64,
         pred: &[u32],
         truth: &[u32],
-        classes: usize,
+        classes: Option<usize>,
     ) {
         self.steps += 1;
         self.loss += loss;
         self.grad_norm += grad_norm;
         self.images += pred.len();
+        self.laid_out = classes.is_some();
         for (&p, &t) in pred.iter().zip(truth) {
             let (p, t) = (p as usize, t as usize);
             self.correct += usize::from(p == t);
-            self.class_correct += usize::from(p % classes == t % classes);
-            self.style_correct += usize::from(p / classes == t / classes);
+            if let Some(k) = classes {
+                self.class_correct += usize::from(p % k == t % k);
+                self.style_correct += usize::from(p / k == t / k);
+            }
         }
     }
 
@@ -99,8 +105,8 @@ impl Window {
             step,
             loss: self.loss / self.steps.max(1) as f64,
             accuracy: self.correct as f64 / n,
-            class_accuracy: self.class_correct as f64 / n,
-            style_accuracy: self.style_correct as f64 / n,
+            class_accuracy: self.laid_out.then(|| self.class_correct as f64 / n),
+            style_accuracy: self.laid_out.then(|| self.style_correct as f64 / n),
             image_cosine: mean_pairwise_cosine(image_embeds)?,
             text_cosine: mean_pairwise_cosine(text_embeds)?,
             grad_norm: self.grad_norm / self.steps.max(1) as f64,

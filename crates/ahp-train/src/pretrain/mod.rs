@@ -1,49 +1,89 @@
-//! Contrastive pretraining of a small CLIP on the synthetic multi-domain generator, written as
-//! a Hugging Face checkpoint (`config.json`, `model.safetensors`, `tokenizer.json`,
-//! `tokenizer_config.json`, `preprocessor_config.json`) that loads through exactly the same
-//! code path as real checkpoints. This is the embedded default model of the demo.
+//! Contrastive pretraining of a small CLIP from scratch, written as a Hugging Face checkpoint
+//! (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`,
+//! `preprocessor_config.json`) that loads through exactly the code path of real checkpoints.
 //!
-//! Captions name style and class ("a pencil sketch of a star."); images are rendered on the
-//! fly (every step draws fresh samples, so there is no overfitting to a fixed set). The loss is
-//! CLIP's symmetric InfoNCE over the batch's images and the fixed set of `styles × classes`
-//! captions: image → caption is a softmax over all captions; caption → image is a softmax
-//! over the batch's images with the target spread uniformly over the images of that caption
-//! (captions repeat within a batch, so plain one-to-one targets would be wrong).
+//! Two sources ([`source::PretrainSource`]): the synthetic multi-domain generator (the fixed
+//! caption set `styles × classes`, "a pencil sketch of a star."; images rendered fresh every
+//! step) and an image–caption tree of emoji artwork (`ahp-data emoji --pretraining`; captions
+//! from emojibase labels and tags, strong augmentation, every concept drawn twice per batch by
+//! two designers). The loss is CLIP's symmetric InfoNCE over the batch's images and the step's
+//! captions, each caption once: image → caption is a softmax over the captions; caption →
+//! image a softmax over the batch's images with the target spread uniformly over the images of
+//! that caption, so images sharing a caption are positives of each other, never negatives.
+//!
+//! Long runs are resumable: the state is saved every `save_every` steps ([`resume`]) and the
+//! same command run again continues from it, ending with the same weights.
 
 mod checkpoint;
-mod data;
+mod emoji;
 mod init;
 mod log;
 mod loss;
+mod resume;
+mod source;
+mod synthetic;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use ahp_data::{Shape, Style};
-use ahp_model::{
-    pixel_batch, ClipModel, ClipTokenizer, TokenBatch, ZeroShotClassifier, DEFAULT_TEMPLATE,
-};
+use ahp_data::{AugmentConfig, ColorJitter};
+use ahp_model::{pixel_batch, ClipModel, ClipTokenizer, LoadedClip, TokenBatch};
 use ahp_spec::PreprocessConfig;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 
-pub use checkpoint::{hf_config_json, tokenizer_json, BOS, EOS, UNK};
+pub use checkpoint::{hf_config_json, tokenizer_json, WordSplitter, BOS, EOS, UNK};
 pub use log::LogLine;
 pub use loss::{contrastive_loss, decays};
+pub use resume::STATE_FILE;
+pub use synthetic::style_phrase;
 
 use crate::error::{Result, TrainError};
-use crate::eval::accuracy;
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
-use data::Renderer;
 use log::Window;
+use source::{Prefetch, PretrainSource};
 
-/// The caption phrase of a style ("pencil sketch").
-pub fn style_phrase(style: Style) -> &'static str {
-    match style.name() {
-        "sketch" => "pencil sketch",
-        other => other,
+/// The prompt template of the emoji captions, and so of the emoji zero-shot report: fixed when
+/// the captions were designed, before any model existed (never chosen by an accuracy).
+pub const EMOJI_TEMPLATE: &str = "an emoji of a {}.";
+
+/// An image–caption tree to pretrain on, and how its captions and images are drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionOptions {
+    /// The tree (`ahp-data emoji --pretraining --out DIR`).
+    pub tree: PathBuf,
+    /// A benchmark tree of designers the model never sees (`ahp-data emoji --out DIR`), for the
+    /// zero-shot report only.
+    pub benchmark: Option<PathBuf>,
+    /// Caption template around an emoji's label; also the zero-shot prompt.
+    pub template: String,
+    /// Probability that a caption also lists some of the emoji's tags.
+    pub tag_probability: f64,
+    /// Random resized crop (no flip by default: a flipped arrow is another emoji).
+    pub crop: AugmentConfig,
+    /// Colour jitter and grayscale.
+    pub jitter: ColorJitter,
+}
+
+impl CaptionOptions {
+    /// The defaults for the tree at `tree`: [`EMOJI_TEMPLATE`], tags in half the captions,
+    /// crops of 40–100% of the area, no flip, [`ColorJitter::default`].
+    pub fn new(tree: &Path) -> Self {
+        Self {
+            tree: tree.to_path_buf(),
+            benchmark: None,
+            template: EMOJI_TEMPLATE.to_string(),
+            tag_probability: 0.5,
+            crop: AugmentConfig {
+                scale: (0.4, 1.0),
+                flip_probability: 0.0,
+                ..AugmentConfig::default()
+            },
+            jitter: ColorJitter::default(),
+        }
     }
 }
 
@@ -66,8 +106,10 @@ pub struct PretrainOptions {
     pub max_grad_norm: f64,
     /// Seed of initialization and data.
     pub seed: u64,
-    /// Number of object classes (the first of the generator's shapes).
+    /// Number of object classes (the first of the generator's shapes) of the synthetic source.
     pub classes: usize,
+    /// Pretrain on this image–caption tree instead of the synthetic generator.
+    pub captions: Option<CaptionOptions>,
     /// Image side and patch side.
     pub image_size: usize,
     /// Patch side.
@@ -84,6 +126,11 @@ pub struct PretrainOptions {
     pub progress: bool,
     /// Print training statistics every this many steps (0 = never).
     pub log_every: u64,
+    /// Save the resumable state every this many steps (0 = never).
+    pub save_every: u64,
+    /// Stop before this step, saving the resumable state, without writing the checkpoint (the
+    /// same options without it continue): splits a long run across sessions.
+    pub pause_at: Option<u64>,
 }
 
 impl Default for PretrainOptions {
@@ -98,6 +145,7 @@ impl Default for PretrainOptions {
             max_grad_norm: 1.0,
             seed: 0,
             classes: 8,
+            captions: None,
             image_size: 64,
             patch_size: 16,
             vision: (128, 6, 8),
@@ -106,6 +154,8 @@ impl Default for PretrainOptions {
             eval_per_class: 25,
             progress: true,
             log_every: 25,
+            save_every: 250,
+            pause_at: None,
         }
     }
 }
@@ -113,12 +163,29 @@ impl Default for PretrainOptions {
 /// Zero-shot accuracy of one domain.
 #[derive(Debug, Clone, Serialize)]
 pub struct DomainZeroShot {
-    /// Domain (style) name.
+    /// Domain (style or designer) name.
     pub domain: String,
-    /// Top-1 accuracy with "a photo of a {}.".
+    /// Top-1 accuracy with the source's template.
     pub accuracy: f64,
     /// Images evaluated.
     pub images: usize,
+    /// Whether the domain's images were among the pretraining data (a designer the model was
+    /// pretrained on) or never seen (a benchmark designer).
+    pub seen: bool,
+}
+
+/// How a pretraining ended.
+#[derive(Debug, Clone)]
+pub enum Pretrained {
+    /// All steps ran and the checkpoint is written.
+    Done(Box<PretrainSummary>),
+    /// Stopped at `PretrainOptions::pause_at`; the state to continue from is saved.
+    Paused {
+        /// The next step to run.
+        at: u64,
+        /// The saved state.
+        state: PathBuf,
+    },
 }
 
 /// What pretraining reports.
@@ -130,8 +197,14 @@ pub struct PretrainSummary {
     pub final_loss: f64,
     /// Training statistics, one line per logging window.
     pub log: Vec<LogLine>,
-    /// Zero-shot accuracy per domain on freshly rendered images.
+    /// Zero-shot accuracy per domain.
     pub zero_shot: Vec<DomainZeroShot>,
+    /// The zero-shot prompt template.
+    pub template: String,
+    /// The step this run started at (0, or where an interrupted run stopped).
+    pub resumed_at: u64,
+    /// Concepts and images of an image–caption tree (`None`: synthetic).
+    pub tree_size: Option<(usize, usize)>,
     /// Wall time of training and writing the checkpoint, in seconds.
     pub train_seconds: f64,
     /// Wall time including the evaluation, in seconds.
@@ -140,52 +213,119 @@ pub struct PretrainSummary {
     pub parameters: usize,
 }
 
-/// Runs pretraining and writes the checkpoint.
-pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<PretrainSummary> {
+/// Runs pretraining (continuing an interrupted run of the same settings in `o.out`) and writes
+/// the checkpoint, or stops at `o.pause_at` with the state saved.
+pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<Pretrained> {
     check_options(o)?;
     let t0 = Instant::now();
-    let shapes: Vec<Shape> = Shape::ALL[..o.classes].to_vec();
-    let styles: Vec<Style> = Style::ALL.to_vec();
     std::fs::create_dir_all(&o.out)
         .map_err(|e| TrainError::run_dir(&o.out, format!("cannot create: {e}")))?;
-    let fresh = FreshModel::new(o, &shapes, device)?;
+    let _lock = crate::state::lock_run_dir(&o.out)?;
     let pre = PreprocessConfig::clip(o.image_size as u32);
-    let captions = fresh.tokenizer.encode_batch(&captions(&styles, &shapes))?;
+    let (source, tree_size) = open_source(o, &pre)?;
+    let fresh = FreshModel::new(o, source.as_ref(), device)?;
+    source.check_tokenizer(&fresh.tokenizer)?;
     let vars = sorted_vars(&fresh.varmap)?;
     let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    let renderer = Renderer::spawn(o.seed, o.steps, o.batch_size, &styles, &shapes, &pre);
-    let (final_loss, log) = train_loop(
+    let mut optimizers = Optimizers::new(&vars, o.weight_decay)?;
+    let fingerprint = fingerprint(o, tree_size);
+    let resumed = resume::restore(&o.out, &vars, &mut optimizers, &fingerprint, device)?;
+    let (start, log) = resumed.map_or((0, Vec::new()), |m| (m.next_step, m.log));
+    let fixed = match source.fixed_captions() {
+        Some(c) => Some(fresh.tokenizer.encode_batch(&c)?),
+        None => None,
+    };
+    let end = o.pause_at.map_or(o.steps, |p| p.clamp(start, o.steps));
+    let prefetch = Prefetch::spawn(source.clone(), start, end);
+    let mut run = Run {
         o,
-        &fresh.model,
-        &vars,
-        &captions,
-        &renderer,
-        shapes.len(),
+        model: &fresh.model,
+        tokenizer: &fresh.tokenizer,
+        vars: &vars,
+        optimizers,
+        fixed,
+        log_classes: source.log_classes(),
+        fingerprint,
         device,
-    )?;
-    renderer.join()?;
+    };
+    let (final_loss, log) = run.train(&prefetch, start..end, log)?;
+    prefetch.join()?;
+    if end < o.steps {
+        run.save(end, &log)?;
+        return Ok(Pretrained::Paused {
+            at: end,
+            state: resume::state_path(&o.out),
+        });
+    }
     checkpoint::write_model(o, &fresh.varmap, &fresh.cfg, &pre)?;
+    remove_state(&o.out)?;
     let train_seconds = t0.elapsed().as_secs_f64();
-    let zero_shot = zero_shot_accuracy(o, &styles, &shapes, device)?;
-    Ok(PretrainSummary {
+    let clip = LoadedClip::load(&o.out.display().to_string(), device)?;
+    let zero_shot = source.zero_shot(&clip, device)?;
+    Ok(Pretrained::Done(Box::new(PretrainSummary {
         out: o.out.clone(),
         final_loss,
         log,
         zero_shot,
+        template: source.template().to_string(),
+        resumed_at: start,
+        tree_size,
         train_seconds,
         seconds: t0.elapsed().as_secs_f64(),
         parameters,
+    })))
+}
+
+/// A pretraining source and, for an image–caption tree, its concepts and images.
+type OpenedSource = (Arc<dyn PretrainSource>, Option<(usize, usize)>);
+
+/// The source of the options, with the tree's concepts and images when it is one.
+fn open_source(o: &PretrainOptions, pre: &PreprocessConfig) -> Result<OpenedSource> {
+    Ok(match &o.captions {
+        None => (
+            Arc::new(synthetic::Synthetic::new(
+                o.seed,
+                o.batch_size,
+                o.classes,
+                pre,
+                o.eval_per_class,
+            )?),
+            None,
+        ),
+        Some(c) => {
+            let s = emoji::EmojiSource::load(c, o.seed, o.batch_size, pre)?;
+            let size = s.size();
+            (Arc::new(s), Some(size))
+        }
     })
+}
+
+/// Everything that decides the trajectory (a resumed run must have the same).
+fn fingerprint(o: &PretrainOptions, tree_size: Option<(usize, usize)>) -> String {
+    let data = match &o.captions {
+        None => format!("synthetic classes {}", o.classes),
+        Some(c) => format!("{c:?} {tree_size:?}"),
+    };
+    format!(
+        "steps {} batch {} lr {} warmup {} wd {} clip {} seed {} image {} patch {} vision {:?} text {:?} proj {} data {data}",
+        o.steps, o.batch_size, o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm, o.seed,
+        o.image_size, o.patch_size, o.vision, o.text, o.projection_dim
+    )
+}
+
+/// Removes the resumable state once the checkpoint is written.
+fn remove_state(out: &Path) -> Result<()> {
+    let path = resume::state_path(out);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(TrainError::run_dir(&path, format!("cannot remove: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses options pretraining cannot run with, naming the flag.
 fn check_options(o: &PretrainOptions) -> Result<()> {
-    if o.classes == 0 || o.classes > Shape::ALL.len() {
-        return Err(TrainError::option(
-            "classes",
-            format!("must be in 1..={}", Shape::ALL.len()),
-        ));
-    }
     if o.steps == 0 {
         return Err(TrainError::option("steps", "must be at least 1"));
     }
@@ -214,10 +354,11 @@ struct FreshModel {
 
 impl FreshModel {
     /// Builds the model of the options with transformers' initialization and writes the
-    /// tokenizer, which is then loaded from its written file as any checkpoint's.
-    fn new(o: &PretrainOptions, shapes: &[Shape], device: &Device) -> Result<Self> {
-        let vocab_words = checkpoint::words(shapes);
-        let cfg = checkpoint::config(o, 3 + vocab_words.len());
+    /// tokenizer of the source's vocabulary, which is then loaded from its written file as any
+    /// checkpoint's.
+    fn new(o: &PretrainOptions, source: &dyn PretrainSource, device: &Device) -> Result<Self> {
+        let vocab_words = source.vocabulary()?;
+        let cfg = checkpoint::config(o, 3 + vocab_words.len(), source.text_positions()?);
         cfg.validate(Path::new("config.json"))
             .map_err(|e| TrainError::option("vision", e.to_string()))?;
         let varmap = VarMap::new();
@@ -232,18 +373,6 @@ impl FreshModel {
             tokenizer,
         })
     }
-}
-
-/// The fixed caption set: caption `s * classes + c` names style `s` and class `c`.
-fn captions(styles: &[Style], shapes: &[Shape]) -> Vec<String> {
-    styles
-        .iter()
-        .flat_map(|s| {
-            shapes
-                .iter()
-                .map(move |c| format!("a {} of a {}.", style_phrase(*s), c.name()))
-        })
-        .collect()
 }
 
 /// The model's variables sorted by name.
@@ -359,84 +488,106 @@ fn contrastive_step(
     Ok((out, grads))
 }
 
-/// The optimizer loop over the renderer's batches: returns the last step's loss and the log.
-fn train_loop(
-    o: &PretrainOptions,
-    model: &ClipModel,
-    vars: &[(String, Var)],
-    captions: &TokenBatch,
-    renderer: &Renderer,
-    classes: usize,
-    device: &Device,
-) -> Result<(f64, Vec<LogLine>)> {
-    let mut optimizers = Optimizers::new(vars, o.weight_decay)?;
-    let bar = progress_bar(o);
-    let (mut final_loss, mut log, mut window) = (f64::NAN, Vec::new(), Window::default());
-    for step in 0..o.steps {
-        let (images, s_idx, c_idx) = renderer.next()?;
-        let pixels = pixel_batch(&images, device)?;
-        let caption_of: Vec<u32> = s_idx
-            .iter()
-            .zip(&c_idx)
-            .map(|(s, c)| (s * classes + c) as u32)
-            .collect();
-        let (out, mut grads) = contrastive_step(model, vars, captions, &pixels, &caption_of, step)?;
-        let grad_norm = clip_grad_norm(&mut grads, o.max_grad_norm)?;
-        let lr = lr_at(step, o.lr, o.warmup_steps.min(o.steps), o.steps);
-        optimizers.step(&grads, lr)?;
-        final_loss = out.loss;
-        let pred = out.logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
-        window.add(out.loss, grad_norm, &pred, &caption_of, classes);
-        bar.inc(1);
-        bar.set_message(format!("loss {:.4}", out.loss));
-        if o.log_every > 0 && ((step + 1) % o.log_every == 0 || step + 1 == o.steps) {
-            let temperature = f64::from(model.logit_scale()?).exp();
-            let (img, txt) = (out.image_embeds.detach(), out.text_embeds.detach());
-            let line = window.line(step + 1, &img, &txt, temperature, lr)?;
-            if o.progress {
-                bar.println(line.to_string());
-            } else {
-                eprintln!("{line}");
-            }
-            log.push(line);
-            window = Window::default();
-        }
-    }
-    bar.finish_and_clear();
-    Ok((final_loss, log))
+/// The state of a running pretraining.
+struct Run<'a> {
+    o: &'a PretrainOptions,
+    model: &'a ClipModel,
+    tokenizer: &'a ClipTokenizer,
+    vars: &'a [(String, Var)],
+    optimizers: Optimizers,
+    /// The fixed caption set, tokenized once (sources that have one).
+    fixed: Option<TokenBatch>,
+    log_classes: Option<usize>,
+    fingerprint: String,
+    device: &'a Device,
 }
 
-/// Zero-shot accuracy per style of the written checkpoint, loaded through the regular path,
-/// on freshly rendered images.
-fn zero_shot_accuracy(
-    o: &PretrainOptions,
-    styles: &[Style],
-    shapes: &[Shape],
-    device: &Device,
-) -> Result<Vec<DomainZeroShot>> {
-    let clip = ahp_model::LoadedClip::load(&o.out.display().to_string(), device)?;
-    let labels: Vec<String> = shapes.iter().map(|s| s.name().to_string()).collect();
-    let zs = ZeroShotClassifier::new(&clip.model, &clip.tokenizer, &labels, DEFAULT_TEMPLATE)?;
-    styles
-        .iter()
-        .map(|style| {
-            let batches = shapes
-                .iter()
-                .enumerate()
-                .map(|(c, shape)| {
-                    let n = o.eval_per_class;
-                    let size = o.image_size as u32;
-                    let images =
-                        data::evaluation_images(o.seed, *style, *shape, n, size, &clip.preprocess)?;
-                    Ok((pixel_batch(&images, device)?, vec![c as u32; images.len()]))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let (correct, total) = accuracy(&clip.model, &zs, &[], &batches)?;
-            Ok(DomainZeroShot {
-                domain: style.name().to_string(),
-                accuracy: correct as f64 / total.max(1) as f64,
-                images: total,
-            })
-        })
-        .collect()
+impl Run<'_> {
+    /// The optimizer loop over `steps` of the prefetched batches, saving the state every
+    /// `save_every` steps: returns the last step's loss and the whole log.
+    fn train(
+        &mut self,
+        prefetch: &Prefetch,
+        steps: std::ops::Range<u64>,
+        mut log: Vec<LogLine>,
+    ) -> Result<(f64, Vec<LogLine>)> {
+        let o = self.o;
+        let bar = progress_bar(o);
+        bar.set_position(steps.start);
+        let mut final_loss = log.last().map_or(f64::NAN, |l| l.loss);
+        let mut window = Window::default();
+        for step in steps {
+            let (out, caption_of, grad_norm, lr) = self.step(prefetch, step)?;
+            final_loss = out.loss;
+            let pred = out.logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
+            window.add(out.loss, grad_norm, &pred, &caption_of, self.log_classes);
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4}", out.loss));
+            if o.log_every > 0 && ((step + 1) % o.log_every == 0 || step + 1 == o.steps) {
+                let temperature = f64::from(self.model.logit_scale()?).exp();
+                let (img, txt) = (out.image_embeds.detach(), out.text_embeds.detach());
+                let line = window.line(step + 1, &img, &txt, temperature, lr)?;
+                if o.progress {
+                    bar.println(line.to_string());
+                } else {
+                    eprintln!("{line}");
+                }
+                log.push(line);
+                window = Window::default();
+            }
+            if o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < o.steps {
+                self.save(step + 1, &log)?;
+            }
+        }
+        bar.finish_and_clear();
+        Ok((final_loss, log))
+    }
+
+    /// One optimizer step on the next batch: the step's output, the images' caption indices,
+    /// the gradient norm before clipping and the learning rate.
+    fn step(&mut self, prefetch: &Prefetch, step: u64) -> Result<(StepOutput, Vec<u32>, f64, f64)> {
+        let o = self.o;
+        let batch = prefetch.next()?;
+        let pixels = pixel_batch(&batch.images, self.device)?;
+        let own;
+        let captions = match (&batch.captions, &self.fixed) {
+            (Some(texts), _) => {
+                own = self.tokenizer.encode_batch(texts)?;
+                &own
+            }
+            (None, Some(fixed)) => fixed,
+            (None, None) => {
+                return Err(TrainError::run_dir(
+                    "pretraining data",
+                    "a batch without captions",
+                ))
+            }
+        };
+        let (out, mut grads) = contrastive_step(
+            self.model,
+            self.vars,
+            captions,
+            &pixels,
+            &batch.caption_of,
+            step,
+        )?;
+        let grad_norm = clip_grad_norm(&mut grads, o.max_grad_norm)?;
+        let lr = lr_at(step, o.lr, o.warmup_steps.min(o.steps), o.steps);
+        self.optimizers.step(&grads, lr)?;
+        Ok((out, batch.caption_of, grad_norm, lr))
+    }
+
+    /// Saves the resumable state before step `next_step`.
+    fn save(&self, next_step: u64, log: &[LogLine]) -> Result<()> {
+        let meta = resume::Meta {
+            next_step,
+            optimizer_steps: (
+                self.optimizers.decayed.steps(),
+                self.optimizers.plain.steps(),
+            ),
+            fingerprint: self.fingerprint.clone(),
+            log: log.to_vec(),
+        };
+        resume::save(&self.o.out, self.vars, &self.optimizers, &meta)
+    }
 }
