@@ -138,7 +138,7 @@ if [ -z "${AHP_DEMO_MODEL:-}" ]; then
     [ -n "${ORT_DYLIB_PATH:-}" ] || { ORT_DYLIB_PATH="$(bash scripts/fetch-onnxruntime.sh)"; export ORT_DYLIB_PATH; }
     rm -rf target/demo-model
     mkdir -p target
-    if ! "${CARGO_TARGET_DIR:-target}/debug/ahp" demo --quiet --out target/demo-model > target/demo-model.log 2>&1; then
+    if ! "${CARGO_TARGET_DIR:-target}/debug/ahp" demo --data synthetic --quiet --out target/demo-model > target/demo-model.log 2>&1; then
       cat target/demo-model.log >&2
       log "error: ahp demo failed (log above)"
       exit 1

@@ -480,10 +480,10 @@ class Suite:
             edit(t)
             return t
 
-        def pretrain(t, out):
-            return self.run("ahp", ["pretrain", "--captions", t, "--out", base / out, "--steps", "1",
-                                    "--batch-size", "2", "--image-size", "32", "--vision", "32,1,2",
-                                    "--text", "32,1,2", "--quiet"], timeout=120)
+        def pretrain(t, out, *more):
+            return self.run("ahp", ["pretrain", "--captions", t, "--out", base / out, "--steps", "2",
+                                    "--batch-size", "4", "--image-size", "32", "--vision", "32,1,2",
+                                    "--text", "32,1,2", "--quiet", *more], timeout=120)
 
         def garbage(t):
             (t / "captions.jsonl").write_bytes(os.urandom(4096))
@@ -503,6 +503,13 @@ class Suite:
             (t / "captions.jsonl").write_text('{"codepoint":"1f415","label":"dog","tags":[],'
                                               '"designers":["../../../etc"]}\n')
 
+        def duplicate(t):
+            with open(t / "captions.jsonl", "a") as f:
+                f.write((t / "captions.jsonl").read_text().splitlines()[0] + "\n")
+
+        def one_concept(t):
+            (t / "captions.jsonl").write_text((t / "captions.jsonl").read_text().splitlines()[0] + "\n")
+
         def missing(t):
             (t / "noto" / "1f415.png").unlink()
 
@@ -513,7 +520,9 @@ class Suite:
             ("random bytes as captions.jsonl are an error naming the file", garbage, ["captions.jsonl", "UTF-8"]),
             ("a line that is not JSON is an error naming the file and line", not_json, ["captions.jsonl", "line 1"]),
             ("a FIFO as captions.jsonl is refused, no hang", fifo, ["not a regular file"]),
-            ("a 100 MB captions.jsonl is refused before it is read", huge, ["captions.jsonl"]),
+            ("a 100 MB captions.jsonl is refused before it is read", huge, ["captions.jsonl", "larger than the limit"]),
+            ("a codepoint on two lines is refused", duplicate, ["captions.jsonl", "second line"]),
+            ("a one-emoji tree is refused (no negatives)", one_concept, ["two captions"]),
             ("a designer that leaves the tree is refused", escape, ["not a designer name"]),
             ("a missing drawing is an error naming it", missing, ["noto/1f415.png", "missing"]),
             ("a corrupt drawing is an error naming it", bad_png, ["noto/1f415.png"]),
@@ -521,6 +530,15 @@ class Suite:
         for i, (case, edit, needles) in enumerate(cases):
             r = pretrain(tree(f"t{i}", edit), f"o{i}")
             self.clean_error(f"D22 pretrain: {case}", r, needles)
+        r = pretrain(good, "ob", "--benchmark", base / "no-such-dir")
+        self.clean_error("D22 pretrain: a missing --benchmark is refused before training", r,
+                         ["no-such-dir", "--benchmark"])
+        state = base / "os" / "pretrain-state.safetensors"
+        state.parent.mkdir(parents=True)
+        state.write_bytes(os.urandom(4096))
+        r = pretrain(good, "os")
+        self.clean_error("D22 pretrain: a corrupt resumable state is an error naming it", r,
+                         ["pretrain-state.safetensors"])
 
 
 class Server:

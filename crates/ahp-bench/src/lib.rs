@@ -14,6 +14,6 @@ pub mod cli;
 pub mod dg;
 mod grid;
 mod headdrop;
-mod plot;
+pub mod plot;
 mod report;
 mod stats;

@@ -34,7 +34,7 @@ fn legend<'a, 'b: 'a>(
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
 /// The font family the charts use.
-const FAMILY: &str = "sans-serif";
+pub const FAMILY: &str = "sans-serif";
 
 /// Colors of the series, in order.
 pub const PALETTE: [RGBColor; 6] = [

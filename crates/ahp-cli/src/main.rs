@@ -106,8 +106,9 @@ mod tests {
     }
 
     /// `ahp train`, `ahp bench dg` and `ahp demo` without training flags train the same thing:
-    /// the one `TrainConfig::default()`. Only the seeds differ, by design: the demo pins them
-    /// to its data seed, the benchmark sets the split seed to its data seed and the training
+    /// the one `TrainConfig::default()`. Only the seeds (and the demo's prompt) differ, by
+    /// design: the demo pins the seeds to its data seed and the prompt to the one its emoji CLIP
+    /// was pretrained with, the benchmark sets the split seed to its data seed and the training
     /// seed per run.
     #[test]
     fn train_bench_and_demo_resolve_the_same_default_config() {
@@ -143,7 +144,12 @@ mod tests {
             ..c.clone()
         };
         assert_eq!(unseeded(&bench), defaults);
-        assert_eq!(unseeded(&demo), defaults);
+        assert_eq!(demo.templates, ["an emoji of a {}."]);
+        let demo_prompt = ahp_spec::TrainConfig {
+            templates: defaults.templates.clone(),
+            ..unseeded(&demo)
+        };
+        assert_eq!(demo_prompt, defaults);
         assert_eq!(
             (demo.seed, demo.split_seed),
             (demo::DEMO_SEED, Some(demo::DEMO_SEED))

@@ -233,7 +233,7 @@ fn emoji_config(a: &EmojiArgs, out: &Path) -> Result<emoji::EmojiConfig> {
     let mut cfg = emoji::EmojiConfig::new(
         role,
         out,
-        &a.cache.clone().unwrap_or_else(default_npm_cache),
+        &a.cache.clone().unwrap_or_else(crate::emoji::default_cache),
     );
     cfg.unpacked = a.unpacked.clone();
     if !a.designers.is_empty() {
@@ -259,16 +259,6 @@ fn parse_rgb(hex: &str) -> Result<[u8; 3]> {
         (6, Some(r), Some(g), Some(b)) => Ok([r, g, b]),
         _ => anyhow::bail!("--background must be RRGGBB hex, got `{hex}`"),
     }
-}
-
-/// `$XDG_CACHE_HOME/ahp/npm`, else `~/.cache/ahp/npm`.
-fn default_npm_cache() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("ahp")
-        .join("npm")
 }
 
 /// An error shown as its chain of causes on one line, leaving out causes already quoted by

@@ -183,9 +183,13 @@ pub fn lr_at(step: u64, peak: f64, warmup: u64, total: u64) -> f64 {
 /// Scales the given gradients so their joint L2 norm is at most `max_norm` (0 = off); returns the
 /// norm before clipping.
 pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Result<f64> {
+    // summed in name order: a HashMap's order differs between processes, and so would the
+    // last bits of the norm
+    let mut names: Vec<&String> = grads.keys().collect();
+    names.sort();
     let mut sq = 0f64;
-    for g in grads.values() {
-        sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+    for name in names {
+        sq += f64::from(grads[name].sqr()?.sum_all()?.to_scalar::<f32>()?);
     }
     let norm = sq.sqrt();
     if max_norm > 0.0 && norm > max_norm {

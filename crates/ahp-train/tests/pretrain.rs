@@ -102,10 +102,10 @@ fn emoji_pretraining_writes_a_checkpoint_and_reports_seen_and_unseen_designers()
     assert_eq!(
         unseen,
         [
-            "emojione",
-            "emojione-monotone",
             "openmoji",
             "openmoji-black",
+            "emojione",
+            "emojione-monotone",
             "streamline-emojis"
         ]
     );
@@ -135,11 +135,79 @@ fn emoji_pretraining_writes_a_checkpoint_and_reports_seen_and_unseen_designers()
     );
 }
 
+/// Two runs' logs: the same steps, losses, accuracies, gradient norms, temperatures and
+/// learning rates, bit for bit; the embedding cosines (a parallel reduction whose summation
+/// order varies) within 1e-9.
+fn assert_same_log(
+    a: &ahp_train::pretrain::PretrainSummary,
+    b: &ahp_train::pretrain::PretrainSummary,
+) {
+    assert_eq!(a.log.len(), b.log.len());
+    for (x, y) in a.log.iter().zip(&b.log) {
+        let exact = |l: &ahp_train::pretrain::LogLine| {
+            (
+                l.step,
+                l.loss,
+                l.accuracy,
+                l.class_accuracy,
+                l.style_accuracy,
+                l.grad_norm,
+                l.temperature,
+                l.lr,
+            )
+        };
+        assert_eq!(exact(x), exact(y), "step {}", x.step);
+        assert!(
+            (x.image_cosine - y.image_cosine).abs() < 1e-9,
+            "step {}",
+            x.step
+        );
+        assert!(
+            (x.text_cosine - y.text_cosine).abs() < 1e-9,
+            "step {}",
+            x.step
+        );
+    }
+}
+
+fn read(d: &Path) -> Vec<u8> {
+    std::fs::read(d.join("model.safetensors")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_paused_emoji_run_resumes_to_the_same_weights_and_log() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (pre, _) = trees(dir.path());
+    let emoji = |out: &Path, pause_at| PretrainOptions {
+        captions: Some(CaptionOptions::new(&pre)),
+        pause_at,
+        log_every: 2,
+        save_every: 3,
+        ..tiny(out, 6)
+    };
+    let (straight, split) = (dir.path().join("straight"), dir.path().join("split"));
+    let a = done(pretrain(&emoji(&straight, None), &Device::Cpu));
+    // paused mid-window: the window's sums must survive the pause
+    let paused = pretrain(&emoji(&split, Some(3)), &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(paused, Pretrained::Paused { at: 3, .. }),
+        "{paused:?}"
+    );
+    assert!(
+        !split.join("tokenizer.json").exists(),
+        "no checkpoint file before the end"
+    );
+    let b = done(pretrain(&emoji(&split, None), &Device::Cpu));
+    assert_eq!(b.resumed_at, 3);
+    assert_same_log(&a, &b);
+    assert!(read(&straight) == read(&split), "resumed weights differ");
+}
+
 #[test]
 fn a_paused_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (straight, split) = (dir.path().join("straight"), dir.path().join("split"));
-    done(pretrain(&tiny(&straight, 6), &Device::Cpu));
+    let a = done(pretrain(&tiny(&straight, 6), &Device::Cpu));
     let paused = pretrain(
         &PretrainOptions {
             pause_at: Some(3),
@@ -169,13 +237,30 @@ fn a_paused_run_resumes_to_the_same_weights() {
     );
     let s = done(pretrain(&tiny(&split, 6), &Device::Cpu));
     assert_eq!(s.resumed_at, 3);
-    assert_eq!(s.log.len(), 3, "the log of both parts");
-    let read =
-        |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        read(&straight) == read(&split),
-        "resumed weights differ from the uninterrupted run's"
+    assert_same_log(&a, &s);
+    assert!(read(&straight) == read(&split), "resumed weights differ");
+}
+
+#[test]
+fn report_inputs_are_checked_before_training() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (pre, _) = trees(dir.path());
+    let mut captions = CaptionOptions::new(&pre);
+    captions.benchmark = Some(dir.path().join("no-such-benchmark"));
+    let out = dir.path().join("clip");
+    let r = pretrain(
+        &PretrainOptions {
+            captions: Some(captions),
+            ..tiny(&out, 2)
+        },
+        &Device::Cpu,
     );
+    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.contains("no-such-benchmark") && e.contains("--benchmark"),
+        "{e}"
+    );
+    assert!(!out.join(STATE_FILE).exists() && !out.join("model.safetensors").exists());
 }
 
 #[test]

@@ -63,15 +63,24 @@ impl CaptionTree {
             path: path.clone(),
             message: format!("not UTF-8: {e}"),
         })?;
-        let mut emoji = Vec::new();
+        let mut emoji: Vec<CaptionedEmoji> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (i, raw) in text.lines().enumerate() {
             if raw.trim().is_empty() {
                 continue;
             }
-            emoji.push(concept(root, raw).map_err(|m| DataError::Image {
+            let at_line = |m: String| DataError::Image {
                 path: path.clone(),
                 message: format!("line {}: {m}", i + 1),
-            })?);
+            };
+            let e = concept(root, raw).map_err(at_line)?;
+            if !seen.insert(e.codepoint.clone()) {
+                return Err(at_line(format!(
+                    "{}: a second line for this codepoint",
+                    e.codepoint
+                )));
+            }
+            emoji.push(e);
         }
         if emoji.is_empty() {
             return Err(DataError::Image {
@@ -116,6 +125,11 @@ fn concept(root: &Path, raw: &str) -> std::result::Result<CaptionedEmoji, String
         return Err(format!("{}: no designer", line.codepoint));
     }
     let mut images = Vec::with_capacity(line.designers.len());
+    for (k, d) in line.designers.iter().enumerate() {
+        if line.designers[..k].contains(d) {
+            return Err(format!("{}: designer `{d}` is named twice", line.codepoint));
+        }
+    }
     for d in &line.designers {
         if !is_plain_name(d) {
             return Err(format!("{}: `{d}` is not a designer name", line.codepoint));
@@ -174,6 +188,19 @@ mod tests {
     }
 
     #[test]
+    fn a_codepoint_on_two_lines_is_refused() {
+        let line =
+            "{\"codepoint\":\"1f415\",\"label\":\"dog\",\"tags\":[],\"designers\":[\"noto\"]}\n";
+        let d = tree(&line.repeat(2), &["noto/1f415.png"]);
+        let e = CaptionTree::load(d.path())
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(e.contains("line 2") && e.contains("second line"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_line_and_the_problem() {
         let cases = [
             (
@@ -198,6 +225,7 @@ mod tests {
             ),
             ("not json", "line 1: ", "expected"),
             ("", "captions.jsonl", "no captions"),
+            ("{\"codepoint\":\"1f415\",\"label\":\"dog\",\"tags\":[],\"designers\":[\"noto\",\"noto\"]}", "line 1: ", "named twice"),
         ];
         for (text, place, what) in cases {
             let d = tree(text, &[]);

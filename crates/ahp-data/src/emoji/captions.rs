@@ -134,6 +134,8 @@ mod tests {
             "japanese here button"
         );
         assert_eq!(plain_label(" T-Rex "), "t-rex");
+        // as Python's str.lower(): KELVIN SIGN lowercases to k, İ to i + a dropped combining dot
+        assert_eq!(plain_label("\u{212A}iwi İstanbul"), "kiwi istanbul");
         assert_eq!(plain_label("flag: Åland Islands"), "flag land islands");
     }
 

@@ -1,9 +1,12 @@
-//! Fetching the pinned packages through npm into a cache, verified by their sha512 integrity.
+//! Fetching the pinned packages from the npm registry into a cache, verified by their sha512
+//! integrity.
 //!
 //! `npm pack NAME@VERSION` downloads the registry's tarball (through npm's own registry
-//! configuration, proxy and cache); the tarball is accepted only when its sha512 equals the
-//! pinned integrity, and is then moved into the cache atomically. A cached tarball is verified
-//! again before every use, so a truncated or altered file is fetched anew, never used.
+//! configuration, proxy and cache); without npm on the machine (and no `AHP_NPM`), `curl`
+//! downloads the same tarball from the registry (`$npm_config_registry`, default
+//! `https://registry.npmjs.org/`). Either way the tarball is accepted only when its sha512 equals
+//! the pinned integrity, and is then moved into the cache atomically. A cached tarball is
+//! verified again before every use, so a truncated or altered file is fetched anew, never used.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +19,19 @@ use crate::error::{DataError, Result};
 /// The npm executable: `$AHP_NPM`, else `npm` on the `PATH`.
 fn npm() -> String {
     std::env::var("AHP_NPM").unwrap_or_else(|_| "npm".to_string())
+}
+
+/// The registry's tarball address of a package (`@scope/name` → `@scope/name/-/name-V.tgz`).
+fn tarball_url(package: &Package) -> String {
+    let registry = std::env::var("npm_config_registry")
+        .unwrap_or_else(|_| "https://registry.npmjs.org/".to_string());
+    let base = package.name.rsplit('/').next().unwrap_or(package.name);
+    format!(
+        "{}/{}/-/{base}-{}.tgz",
+        registry.trim_end_matches('/'),
+        package.name,
+        package.version
+    )
 }
 
 /// Largest tarball accepted (the biggest pinned one, fluent-emoji, is 14 MB).
@@ -32,7 +48,7 @@ pub fn fetch(package: &Package, cache: &Path) -> Result<(PathBuf, Vec<u8>)> {
     }
     std::fs::create_dir_all(cache).map_err(|e| DataError::io(cache, "create directory", e))?;
     let staging = Staging::new(cache)?;
-    let packed = npm_pack(package, &staging.0)?;
+    let packed = download(package, &staging.0)?;
     let bytes = read_verified(package, &packed)?;
     std::fs::rename(&packed, &path).map_err(|e| DataError::io(&path, "move into place", e))?;
     Ok((path, bytes))
@@ -60,22 +76,32 @@ impl Drop for Staging {
     }
 }
 
-/// Runs `npm pack SPEC --pack-destination DIR`; returns the tarball it wrote.
-fn npm_pack(package: &Package, dir: &Path) -> Result<PathBuf> {
+/// Downloads the tarball into `dir` with npm, or with curl when npm is not installed and
+/// `AHP_NPM` is unset; returns its path.
+fn download(package: &Package, dir: &Path) -> Result<PathBuf> {
     let npm = npm();
-    let out = Command::new(&npm)
+    let out = match Command::new(&npm)
         .args(["pack", "--silent", &package.spec(), "--pack-destination"])
         .arg(dir)
         .output()
-        .map_err(|e| {
-            DataError::package(
+    {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::env::var_os("AHP_NPM").is_none() =>
+        {
+            return curl(package, dir)
+        }
+        Err(e) => {
+            return Err(DataError::package(
                 package.spec(),
                 format!(
-                    "cannot run `{npm}` ({e}); ahp-data emoji fetches its artwork with npm: install \
-                     it (Debian: `apt-get install npm`) or point AHP_NPM at it"
-                ),
-            )
-        })?;
+                "cannot run `{npm}` ({e}); ahp-data emoji fetches its artwork with npm (or curl \
+                     when npm is not installed): install one or point AHP_NPM at npm"
+            ),
+            ))
+        }
+        Ok(out) => out,
+    };
     if !out.status.success() {
         return Err(DataError::package(
             package.spec(),
@@ -91,6 +117,46 @@ fn npm_pack(package: &Package, dir: &Path) -> Result<PathBuf> {
         return Err(DataError::package(
             package.spec(),
             format!("`{npm} pack` did not write {}", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
+/// Downloads the registry's tarball with `curl` into `dir`; returns its path.
+fn curl(package: &Package, dir: &Path) -> Result<PathBuf> {
+    let (url, path) = (tarball_url(package), dir.join(package.tarball_name()));
+    let max = MAX_TARBALL_BYTES.to_string();
+    let out = Command::new("curl")
+        .args([
+            "-fsSL",
+            "--retry",
+            "2",
+            "--max-time",
+            "600",
+            "--max-filesize",
+            &max,
+            "-o",
+        ])
+        .arg(&path)
+        .arg(&url)
+        .output()
+        .map_err(|e| {
+            DataError::package(
+                package.spec(),
+                format!(
+                    "cannot run `npm` nor `curl` ({e}); ahp-data emoji fetches its artwork with \
+                     either: install one (Debian: `apt-get install curl`) or point AHP_NPM at npm"
+                ),
+            )
+        })?;
+    if !out.status.success() || !path.is_file() {
+        return Err(DataError::package(
+            package.spec(),
+            format!(
+                "`curl {url}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         ));
     }
     Ok(path)
@@ -139,6 +205,25 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tarball_urls_follow_the_registry_layout() {
+        let p = |name: &'static str| Package {
+            name,
+            version: "1.2.5",
+            integrity: "",
+        };
+        if std::env::var_os("npm_config_registry").is_none() {
+            assert_eq!(
+                tarball_url(&p("@iconify-json/twemoji")),
+                "https://registry.npmjs.org/@iconify-json/twemoji/-/twemoji-1.2.5.tgz"
+            );
+            assert_eq!(
+                tarball_url(&p("openmoji")),
+                "https://registry.npmjs.org/openmoji/-/openmoji-1.2.5.tgz"
+            );
+        }
+    }
 
     #[test]
     fn base64_matches_rfc_4648() {

@@ -39,6 +39,17 @@ use crate::error::{DataError, Result};
 use iconify::IconSet;
 use package::{PackageFiles, PackageSource};
 
+/// Where fetched tarballs are cached by default: `$XDG_CACHE_HOME/ahp/npm`, else
+/// `~/.cache/ahp/npm`.
+pub fn default_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("ahp")
+        .join("npm")
+}
+
 /// The attribution file in each designer's directory.
 pub const LICENSE_FILE: &str = "LICENSE.txt";
 

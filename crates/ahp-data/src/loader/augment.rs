@@ -155,8 +155,10 @@ pub fn augment(
     Ok(normalize(&resized, pre))
 }
 
-/// Photometric augmentation (torchvision's `ColorJitter` brightness, contrast and saturation,
-/// then `RandomGrayscale`), for artwork whose colours are part of its style.
+/// Photometric augmentation in the manner of torchvision's `ColorJitter` (brightness, contrast,
+/// saturation) and `RandomGrayscale`, for artwork whose colours are part of its style. Unlike
+/// torchvision, the three are applied in a fixed order and in f32 (rounded to 8 bits once, at
+/// the end), and grey is ITU-R 601 luma (0.299, 0.587, 0.114).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ColorJitter {
     /// Brightness factor drawn from `[1 - b, 1 + b]` (0 = off).

@@ -170,6 +170,13 @@ impl TrainArgs {
         self.split_seed.get_or_insert(seed);
     }
 
+    /// Like [`Self::pin_seed`], for the prompt templates (the demo's emoji prompt).
+    pub fn pin_templates(&mut self, templates: &[&str]) {
+        if self.templates.is_empty() {
+            self.templates = templates.iter().map(|t| t.to_string()).collect();
+        }
+    }
+
     /// Like [`Self::pin_seed`], for the steps (`ahp-train --epochs`).
     pub fn pin_steps(&mut self, steps: u64) {
         self.steps.get_or_insert(steps);

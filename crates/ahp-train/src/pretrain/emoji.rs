@@ -3,18 +3,21 @@
 //! the benchmark classes, per pretraining designer (seen) and per benchmark designer (never
 //! seen; `--benchmark`).
 //!
-//! Every step draws `batch / 2` distinct concepts, each by two different designers when it has
-//! them (else one drawing twice), so a batch always holds positives across styles. Both images
-//! of a concept share its caption, which appears once among the step's captions: the same
-//! emoji by another designer is a positive, never a false negative.
+//! Every step draws `ceil(batch / 2)` distinct concepts (at most all of them), each by two
+//! different designers when it has them (else one drawing twice; with an odd batch the last
+//! concept has one image), so a batch always holds positives across styles. Both images of a
+//! concept share its caption, and each caption text appears once among the step's captions
+//! (two concepts whose captions read the same share it): the same emoji by another designer is
+//! a positive, never a false negative.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use ahp_data::emoji::captions::plain_label;
-use ahp_data::emoji::{benchmark_classes, image_path, CaptionTree, EmojiClass};
+use ahp_data::emoji::pretraining::CAPTIONS_FILE;
+use ahp_data::emoji::{benchmark_classes, designers, image_path, CaptionTree, EmojiClass, Role};
 use ahp_model::{pixel_batch, ClipTokenizer, LoadedClip, ZeroShotClassifier};
-use ahp_spec::preprocess::{load_image, normalize, preprocess, resize_bicubic};
+use ahp_spec::preprocess::{decode_image, normalize, preprocess, resize_bicubic};
 use ahp_spec::{PreprocessConfig, Preprocessed};
 use candle_core::Device;
 use image::RgbImage;
@@ -22,6 +25,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
 
 use super::checkpoint::WordSplitter;
 use super::source::{Batch, BatchSource, PretrainSource};
@@ -52,6 +56,11 @@ pub(super) struct EmojiSource {
     seed: u64,
     batch_size: usize,
     pre: PreprocessConfig,
+    /// sha256 of `captions.jsonl` and of every drawing's bytes, in order.
+    digest: String,
+    /// The benchmark classes of the zero-shot report and its domains, checked before training.
+    classes: Vec<EmojiClass>,
+    report: Vec<ReportDomain>,
 }
 
 impl EmojiSource {
@@ -74,27 +83,59 @@ impl EmojiSource {
             ));
         }
         let tree = CaptionTree::load(&o.tree)?;
-        let concepts = tree
-            .emoji
-            .iter()
-            .map(|e| {
-                let images = e
-                    .images
-                    .iter()
-                    .map(|(_, path)| decode(path))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Concept {
-                    label: plain_label(&e.label),
-                    tags: e
-                        .tags
-                        .iter()
-                        .map(|t| plain_label(t))
-                        .filter(|t| !t.is_empty())
-                        .collect(),
-                    images,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        if tree.emoji.len() < 2 || batch_size < 3 {
+            return Err(TrainError::option(
+                "batch-size",
+                format!(
+                    "a step needs two captions at least: {} emoji in {}, batch size {batch_size} (at least 3)",
+                    tree.emoji.len(),
+                    o.tree.display()
+                ),
+            ));
+        }
+        let mut digest = Sha256::new();
+        digest.update(ahp_spec::files::read_regular(
+            &o.tree.join(CAPTIONS_FILE),
+            64 << 20,
+        )?);
+        let mut concepts = Vec::with_capacity(tree.emoji.len());
+        for e in &tree.emoji {
+            let label = plain_label(&e.label);
+            if label.is_empty() {
+                return Err(TrainError::run_dir(
+                    o.tree.join(CAPTIONS_FILE),
+                    format!(
+                        "{}: label `{}` has no ASCII letter or digit",
+                        e.codepoint, e.label
+                    ),
+                ));
+            }
+            let mut images = Vec::with_capacity(e.images.len());
+            for (_, path) in &e.images {
+                let bytes = ahp_spec::files::read_regular(path, 16 << 20)?;
+                digest.update(&bytes);
+                images.push(decode(path, &bytes)?);
+            }
+            let tags = e
+                .tags
+                .iter()
+                .map(|t| plain_label(t))
+                .filter(|t| !t.is_empty())
+                .collect();
+            concepts.push(Concept {
+                label,
+                tags,
+                images,
+            });
+        }
+        let classes = report_classes(&tree);
+        if classes.is_empty() {
+            return Err(TrainError::option(
+                "captions",
+                format!("{}: draws none of the benchmark classes", o.tree.display()),
+            ));
+        }
+        let report = report_domains(&tree, o.benchmark.as_deref(), &classes)?;
         Ok(Self {
             tree,
             concepts,
@@ -102,6 +143,9 @@ impl EmojiSource {
             seed,
             batch_size,
             pre: pre.clone(),
+            digest: format!("{:x}", digest.finalize()),
+            classes,
+            report,
         })
     }
 
@@ -141,88 +185,90 @@ impl EmojiSource {
         );
         let crop = image::imageops::crop_imm(image, b.x, b.y, b.width, b.height).to_image();
         let mut resized = resize_bicubic(&crop, pre.crop_height, pre.crop_width)
-            .map_err(|e| TrainError::run_dir("emoji image", e.to_string()))?;
+            .map_err(|e| TrainError::run_dir("emoji image crop", e.to_string()))?;
         if rng.random::<f64>() < c.flip_probability {
             image::imageops::flip_horizontal_in_place(&mut resized);
         }
         self.o.jitter.apply(&mut resized, rng);
         Ok(normalize(&resized, pre))
     }
-
-    /// The benchmark classes of the zero-shot report: those of the committed class table whose
-    /// codepoint the tree draws (all 210 in the full tree; the model cannot know the others).
-    fn report_classes(&self) -> Vec<EmojiClass> {
-        benchmark_classes()
-            .into_iter()
-            .filter(|c| self.tree.get(&c.codepoint).is_some())
-            .collect()
-    }
-
-    /// Every benchmark class's drawing under `dir` (`path_of(class)`), labelled by its index.
-    fn class_images(
-        classes: &[EmojiClass],
-        path_of: impl Fn(&EmojiClass) -> PathBuf,
-    ) -> Vec<(PathBuf, u32)> {
-        classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (path_of(c), i as u32))
-            .filter(|(p, _)| p.is_file())
-            .collect()
-    }
-
-    /// The domains of the zero-shot report: each pretraining designer (seen) and each benchmark
-    /// designer (unseen), with their images of the benchmark classes.
-    fn report_domains(&self, classes: &[EmojiClass]) -> Result<Vec<ReportDomain>> {
-        let mut domains: Vec<_> = self
-            .tree
-            .designers
-            .iter()
-            .map(|d| {
-                let dir = self.tree.root.join(d);
-                let images =
-                    Self::class_images(classes, |c| dir.join(format!("{}.png", c.codepoint)));
-                (d.clone(), true, images)
-            })
-            .collect();
-        if let Some(bench) = &self.o.benchmark {
-            for d in benchmark_designers(bench)? {
-                let images = Self::class_images(classes, |c| image_path(bench, &d, c));
-                domains.push((d, false, images));
-            }
-        }
-        Ok(domains)
-    }
 }
 
-/// Decodes one drawing as RGB.
-fn decode(path: &Path) -> Result<RgbImage> {
-    load_image(path)
-        .map(|i| i.to_rgb8())
-        .map_err(|e| TrainError::run_dir(path, e.to_string()))
+/// Decodes one drawing's bytes as RGB (the error names the file).
+fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
+    Ok(decode_image(bytes, &path.display().to_string())?.to_rgb8())
 }
 
-/// The designer directories of a benchmark tree, sorted.
-fn benchmark_designers(root: &Path) -> Result<Vec<String>> {
-    let entries = std::fs::read_dir(root)
-        .map_err(|e| TrainError::run_dir(root, format!("cannot read the benchmark tree: {e}")))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| TrainError::run_dir(root, e.to_string()))?;
-        if entry.path().is_dir() {
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_string());
-            }
-        }
-    }
-    names.sort();
-    if names.is_empty() {
+/// The benchmark classes of the zero-shot report: those of the committed class table whose
+/// codepoint the tree draws (all 210 in the full tree; the model cannot know the others).
+fn report_classes(tree: &CaptionTree) -> Vec<EmojiClass> {
+    benchmark_classes()
+        .into_iter()
+        .filter(|c| tree.get(&c.codepoint).is_some())
+        .collect()
+}
+
+/// Every class's drawing at `path_of(class)` that exists, labelled by the class's index.
+fn class_images(
+    classes: &[EmojiClass],
+    path_of: impl Fn(&EmojiClass) -> PathBuf,
+) -> Vec<(PathBuf, u32)> {
+    classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (path_of(c), i as u32))
+        .filter(|(p, _)| p.is_file())
+        .collect()
+}
+
+/// The domains of the zero-shot report: each pretraining designer (seen) and each benchmark
+/// designer of `benchmark` (unseen; only designers of the benchmark role, never one the tree
+/// holds, each with images of the classes).
+fn report_domains(
+    tree: &CaptionTree,
+    benchmark: Option<&Path>,
+    classes: &[EmojiClass],
+) -> Result<Vec<ReportDomain>> {
+    let mut domains: Vec<ReportDomain> = tree
+        .designers
+        .iter()
+        .map(|d| {
+            let dir = tree.root.join(d);
+            let images = class_images(classes, |c| dir.join(format!("{}.png", c.codepoint)));
+            (d.clone(), true, images)
+        })
+        .collect();
+    let Some(bench) = benchmark else {
+        return Ok(domains);
+    };
+    if !bench.is_dir() {
         return Err(TrainError::run_dir(
-            root,
-            "no designer directories (expected an `ahp-data emoji` tree)",
+            bench,
+            "--benchmark: not a directory (expected an `ahp-data emoji --out` tree)",
         ));
     }
-    Ok(names)
+    for d in designers(Role::Benchmark) {
+        if tree.designers.iter().any(|t| t == d.name) {
+            return Err(TrainError::run_dir(
+                &tree.root,
+                format!(
+                    "holds benchmark designer `{}`: it would not be unseen",
+                    d.name
+                ),
+            ));
+        }
+        let images = class_images(classes, |c| image_path(bench, d.name, c));
+        if !images.is_empty() {
+            domains.push((d.name.to_string(), false, images));
+        }
+    }
+    if domains.iter().all(|d| d.1) {
+        return Err(TrainError::run_dir(
+            bench,
+            "--benchmark: no benchmark designer's images of the classes",
+        ));
+    }
+    Ok(domains)
 }
 
 impl BatchSource for EmojiSource {
@@ -315,10 +361,20 @@ impl PretrainSource for EmojiSource {
         &self.o.template
     }
 
+    /// The data's digest and the drawing settings (not the tree's path, nor the report's
+    /// benchmark: neither changes a batch).
+    fn fingerprint(&self) -> String {
+        let o = &self.o;
+        format!(
+            "emoji {} template {:?} tags {} crop {:?} jitter {:?}",
+            self.digest, o.template, o.tag_probability, o.crop, o.jitter
+        )
+    }
+
     /// Every reported benchmark class's prompt must be spelled without unknown words.
     fn check_tokenizer(&self, tokenizer: &ClipTokenizer) -> Result<()> {
         let unk = tokenizer.token_to_id(super::UNK);
-        for c in self.report_classes() {
+        for c in &self.classes {
             let prompt = self.o.template.replacen("{}", &c.name, 1);
             let ids = tokenizer.encode_batch(std::slice::from_ref(&prompt))?.ids;
             if ids.iter().flatten().any(|id| Some(*id) == unk) {
@@ -333,21 +389,18 @@ impl PretrainSource for EmojiSource {
 
     /// Accuracy over the benchmark classes with the caption template, per designer.
     fn zero_shot(&self, clip: &LoadedClip, device: &Device) -> Result<Vec<DomainZeroShot>> {
-        let classes = self.report_classes();
-        let labels: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+        let labels: Vec<String> = self.classes.iter().map(|c| c.name.clone()).collect();
         let zs = ZeroShotClassifier::new(&clip.model, &clip.tokenizer, &labels, &self.o.template)?;
         let mut out = Vec::new();
-        for (domain, seen, images) in self.report_domains(&classes)? {
+        for (domain, seen, images) in &self.report {
             let mut batches = Vec::new();
             for chunk in images.chunks(64) {
                 let pixels = chunk
                     .iter()
                     .map(|(p, _)| {
-                        preprocess(
-                            &image::DynamicImage::ImageRgb8(decode(p)?),
-                            &clip.preprocess,
-                        )
-                        .map_err(|e| TrainError::run_dir(p, e.to_string()))
+                        let bytes = ahp_spec::files::read_regular(p, 16 << 20)?;
+                        let image = image::DynamicImage::ImageRgb8(decode(p, &bytes)?);
+                        Ok(preprocess(&image, &clip.preprocess)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let labels = chunk.iter().map(|(_, l)| *l).collect();
@@ -355,10 +408,10 @@ impl PretrainSource for EmojiSource {
             }
             let (correct, total) = accuracy(&clip.model, &zs, &[], &batches)?;
             out.push(DomainZeroShot {
-                domain,
+                domain: domain.clone(),
                 accuracy: correct as f64 / total.max(1) as f64,
                 images: total,
-                seen,
+                seen: *seen,
             });
         }
         Ok(out)

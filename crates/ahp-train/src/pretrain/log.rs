@@ -12,7 +12,8 @@ pub struct LogLine {
     pub step: u64,
     /// Mean loss over the window.
     pub loss: f64,
-    /// Image → caption top-1 accuracy over the window (style and class right).
+    /// Image → caption top-1 accuracy over the window (for the synthetic captions: style and
+    /// class right).
     pub accuracy: f64,
     /// Fraction of images whose top caption names the right class (captions laid out as
     /// `style × class` only).
@@ -51,8 +52,9 @@ impl std::fmt::Display for LogLine {
     }
 }
 
-/// Running sums of one logging window.
-#[derive(Debug, Default)]
+/// Running sums of one logging window (saved with the resumable state, so a resumed run
+/// logs exactly what an uninterrupted one would).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(super) struct Window {
     steps: usize,
     loss: f64,

@@ -169,8 +169,8 @@ pub struct DomainZeroShot {
     pub accuracy: f64,
     /// Images evaluated.
     pub images: usize,
-    /// Whether the domain's images were among the pretraining data (a designer the model was
-    /// pretrained on) or never seen (a benchmark designer).
+    /// Whether the domain (a style or designer) was among the pretraining data — for a
+    /// designer, these very images were — or never seen (a benchmark designer).
     pub seen: bool,
 }
 
@@ -228,15 +228,22 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<Pretrained> {
     let vars = sorted_vars(&fresh.varmap)?;
     let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
     let mut optimizers = Optimizers::new(&vars, o.weight_decay)?;
-    let fingerprint = fingerprint(o, tree_size);
-    let resumed = resume::restore(&o.out, &vars, &mut optimizers, &fingerprint, device)?;
-    let (start, log) = resumed.map_or((0, Vec::new()), |m| (m.next_step, m.log));
+    let fingerprint = fingerprint(o, source.as_ref());
+    let resumed = resume::restore(
+        &o.out,
+        &vars,
+        &mut optimizers,
+        (&fingerprint, o.steps),
+        device,
+    )?;
+    let start = resumed.as_ref().map_or(0, |m| m.next_step);
     let fixed = match source.fixed_captions() {
         Some(c) => Some(fresh.tokenizer.encode_batch(&c)?),
         None => None,
     };
-    let end = o.pause_at.map_or(o.steps, |p| p.clamp(start, o.steps));
+    let end = o.pause_at.map_or(o.steps, |p| p.max(start).min(o.steps));
     let prefetch = Prefetch::spawn(source.clone(), start, end);
+    let (log, window) = resumed.map_or_else(Default::default, |m| (m.log, m.window));
     let mut run = Run {
         o,
         model: &fresh.model,
@@ -247,21 +254,24 @@ pub fn pretrain(o: &PretrainOptions, device: &Device) -> Result<Pretrained> {
         log_classes: source.log_classes(),
         fingerprint,
         device,
+        log,
+        window,
     };
-    let (final_loss, log) = run.train(&prefetch, start..end, log)?;
+    let final_loss = run.train(&prefetch, start..end)?;
     prefetch.join()?;
     if end < o.steps {
-        run.save(end, &log)?;
+        run.save(end)?;
         return Ok(Pretrained::Paused {
             at: end,
             state: resume::state_path(&o.out),
         });
     }
-    checkpoint::write_model(o, &fresh.varmap, &fresh.cfg, &pre)?;
-    remove_state(&o.out)?;
-    let train_seconds = t0.elapsed().as_secs_f64();
+    fresh.write(o, &pre)?;
     let clip = LoadedClip::load(&o.out.display().to_string(), device)?;
     let zero_shot = source.zero_shot(&clip, device)?;
+    remove_state(&o.out)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let log = run.log;
     Ok(Pretrained::Done(Box::new(PretrainSummary {
         out: o.out.clone(),
         final_loss,
@@ -300,12 +310,10 @@ fn open_source(o: &PretrainOptions, pre: &PreprocessConfig) -> Result<OpenedSour
     })
 }
 
-/// Everything that decides the trajectory (a resumed run must have the same).
-fn fingerprint(o: &PretrainOptions, tree_size: Option<(usize, usize)>) -> String {
-    let data = match &o.captions {
-        None => format!("synthetic classes {}", o.classes),
-        Some(c) => format!("{c:?} {tree_size:?}"),
-    };
+/// Everything that decides the trajectory (a resumed run must have the same): the options
+/// and the source's own fingerprint (its data and how it is drawn).
+fn fingerprint(o: &PretrainOptions, source: &dyn PretrainSource) -> String {
+    let data = source.fingerprint();
     format!(
         "steps {} batch {} lr {} warmup {} wd {} clip {} seed {} image {} patch {} vision {:?} text {:?} proj {} data {data}",
         o.steps, o.batch_size, o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm, o.seed,
@@ -338,8 +346,17 @@ fn check_options(o: &PretrainOptions) -> Result<()> {
             ),
         ));
     }
+    if o.batch_size > 1 << 16 {
+        return Err(TrainError::option(
+            "batch-size",
+            format!("{} is more than 65536", o.batch_size),
+        ));
+    }
     if !(o.lr > 0.0 && o.lr.is_finite()) {
-        return Err(TrainError::option("lr", "must be positive"));
+        return Err(TrainError::option(
+            "lr",
+            format!("must be positive and finite, got {}", o.lr),
+        ));
     }
     Ok(())
 }
@@ -350,7 +367,12 @@ struct FreshModel {
     varmap: VarMap,
     model: ClipModel,
     tokenizer: ClipTokenizer,
+    vocab_words: Vec<String>,
 }
+
+/// Where the tokenizer of a running pretraining lives until the checkpoint is written (so a
+/// failed or paused run never leaves a new tokenizer beside an old model in `out`).
+const STAGING: &str = ".pretrain-tokenizer";
 
 impl FreshModel {
     /// Builds the model of the options with transformers' initialization and writes the
@@ -359,19 +381,33 @@ impl FreshModel {
     fn new(o: &PretrainOptions, source: &dyn PretrainSource, device: &Device) -> Result<Self> {
         let vocab_words = source.vocabulary()?;
         let cfg = checkpoint::config(o, 3 + vocab_words.len(), source.text_positions()?);
-        cfg.validate(Path::new("config.json"))
-            .map_err(|e| TrainError::option("vision", e.to_string()))?;
+        cfg.validate(Path::new("config.json")).map_err(|e| {
+            TrainError::option("vision, text, image-size or patch-size", e.to_string())
+        })?;
         let varmap = VarMap::new();
         let model = ClipModel::new(VarBuilder::from_varmap(&varmap, DType::F32, device), &cfg)?;
         init::init_weights(&varmap, &cfg, o.seed)?;
-        checkpoint::write_tokenizer(&o.out, &vocab_words, &cfg)?;
-        let tokenizer = ClipTokenizer::from_dir(&o.out, &cfg.text_config)?;
+        let staging = o.out.join(STAGING);
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| TrainError::run_dir(&staging, format!("cannot create: {e}")))?;
+        checkpoint::write_tokenizer(&staging, &vocab_words, &cfg)?;
+        let tokenizer = ClipTokenizer::from_dir(&staging, &cfg.text_config)?;
         Ok(Self {
             cfg,
             varmap,
             model,
             tokenizer,
+            vocab_words,
         })
+    }
+
+    /// Writes the checkpoint: weights, configs and the tokenizer (then drops the staging copy).
+    fn write(&self, o: &PretrainOptions, pre: &PreprocessConfig) -> Result<()> {
+        checkpoint::write_model(o, &self.varmap, &self.cfg, pre)?;
+        checkpoint::write_tokenizer(&o.out, &self.vocab_words, &self.cfg)?;
+        let staging = o.out.join(STAGING);
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| TrainError::run_dir(&staging, format!("cannot remove: {e}")))
     }
 }
 
@@ -500,47 +536,46 @@ struct Run<'a> {
     log_classes: Option<usize>,
     fingerprint: String,
     device: &'a Device,
+    /// The log lines so far.
+    log: Vec<LogLine>,
+    /// The current logging window.
+    window: Window,
 }
 
 impl Run<'_> {
-    /// The optimizer loop over `steps` of the prefetched batches, saving the state every
-    /// `save_every` steps: returns the last step's loss and the whole log.
-    fn train(
-        &mut self,
-        prefetch: &Prefetch,
-        steps: std::ops::Range<u64>,
-        mut log: Vec<LogLine>,
-    ) -> Result<(f64, Vec<LogLine>)> {
+    /// The optimizer loop over `steps` of the prefetched batches, logging and saving the state
+    /// every `save_every` steps: returns the last step's loss.
+    fn train(&mut self, prefetch: &Prefetch, steps: std::ops::Range<u64>) -> Result<f64> {
         let o = self.o;
         let bar = progress_bar(o);
         bar.set_position(steps.start);
-        let mut final_loss = log.last().map_or(f64::NAN, |l| l.loss);
-        let mut window = Window::default();
+        let mut final_loss = self.log.last().map_or(f64::NAN, |l| l.loss);
         for step in steps {
             let (out, caption_of, grad_norm, lr) = self.step(prefetch, step)?;
             final_loss = out.loss;
             let pred = out.logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
-            window.add(out.loss, grad_norm, &pred, &caption_of, self.log_classes);
+            self.window
+                .add(out.loss, grad_norm, &pred, &caption_of, self.log_classes);
             bar.inc(1);
             bar.set_message(format!("loss {:.4}", out.loss));
             if o.log_every > 0 && ((step + 1) % o.log_every == 0 || step + 1 == o.steps) {
                 let temperature = f64::from(self.model.logit_scale()?).exp();
                 let (img, txt) = (out.image_embeds.detach(), out.text_embeds.detach());
-                let line = window.line(step + 1, &img, &txt, temperature, lr)?;
+                let line = self.window.line(step + 1, &img, &txt, temperature, lr)?;
                 if o.progress {
                     bar.println(line.to_string());
                 } else {
                     eprintln!("{line}");
                 }
-                log.push(line);
-                window = Window::default();
+                self.log.push(line);
+                self.window = Window::default();
             }
             if o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < o.steps {
-                self.save(step + 1, &log)?;
+                self.save(step + 1)?;
             }
         }
         bar.finish_and_clear();
-        Ok((final_loss, log))
+        Ok(final_loss)
     }
 
     /// One optimizer step on the next batch: the step's output, the images' caption indices,
@@ -572,13 +607,19 @@ impl Run<'_> {
             step,
         )?;
         let grad_norm = clip_grad_norm(&mut grads, o.max_grad_norm)?;
+        if !grad_norm.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                message: format!("gradient norm is {grad_norm}"),
+            });
+        }
         let lr = lr_at(step, o.lr, o.warmup_steps.min(o.steps), o.steps);
         self.optimizers.step(&grads, lr)?;
         Ok((out, batch.caption_of, grad_norm, lr))
     }
 
     /// Saves the resumable state before step `next_step`.
-    fn save(&self, next_step: u64, log: &[LogLine]) -> Result<()> {
+    fn save(&self, next_step: u64) -> Result<()> {
         let meta = resume::Meta {
             next_step,
             optimizer_steps: (
@@ -586,7 +627,8 @@ impl Run<'_> {
                 self.optimizers.plain.steps(),
             ),
             fingerprint: self.fingerprint.clone(),
-            log: log.to_vec(),
+            log: self.log.clone(),
+            window: self.window.clone(),
         };
         resume::save(&self.o.out, self.vars, &self.optimizers, &meta)
     }

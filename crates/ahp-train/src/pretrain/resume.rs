@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::log::LogLine;
+use super::log::{LogLine, Window};
 use super::Optimizers;
 use crate::error::{Result, TrainError};
 use crate::state::{load_tensors, save_tensors};
@@ -29,6 +29,8 @@ pub(super) struct Meta {
     pub(super) fingerprint: String,
     /// The log lines so far.
     pub(super) log: Vec<LogLine>,
+    /// The running sums of the current logging window.
+    pub(super) window: Window,
 }
 
 /// The state file of an output directory.
@@ -58,13 +60,14 @@ pub(super) fn save(
 }
 
 /// Restores a saved state into `vars` and `optimizers` when one exists: `Ok(None)` without a
-/// state file, an error when its fingerprint is not `fingerprint` (other settings) or a tensor is
-/// missing or misshapen.
+/// state file; an error naming the file when its fingerprint is not `fingerprint` (other
+/// settings or data), its counters do not fit a run of `steps` steps, or a tensor is missing or
+/// misshapen.
 pub(super) fn restore(
     out: &Path,
     vars: &[(String, Var)],
     optimizers: &mut Optimizers,
-    fingerprint: &str,
+    (fingerprint, steps): (&str, u64),
     device: &Device,
 ) -> Result<Option<Meta>> {
     let path = state_path(out);
@@ -75,25 +78,23 @@ pub(super) fn restore(
     if meta.fingerprint != fingerprint {
         return Err(TrainError::run_dir(
             &path,
-            "was written by a pretraining with other settings; rerun with those, or remove it to start over",
+            "was written by a pretraining with other settings or data; rerun with those, or remove it to start over",
         ));
     }
+    let n = meta.next_step;
+    if n == 0 || n >= steps || meta.optimizer_steps != (n, n) || meta.log.iter().any(|l| l.step > n)
+    {
+        return Err(TrainError::run_dir(
+            &path,
+            format!(
+                "inconsistent state: next step {n} of {steps}, optimizer steps {:?}; remove it to start over",
+                meta.optimizer_steps
+            ),
+        ));
+    }
+    check_shapes(&path, vars, &tensors)?;
     for (name, var) in vars {
-        let key = format!("param.{name}");
-        let t = tensors
-            .get(&key)
-            .ok_or_else(|| TrainError::run_dir(&path, format!("missing tensor `{key}`")))?;
-        if t.dims() != var.dims() {
-            return Err(TrainError::run_dir(
-                &path,
-                format!(
-                    "tensor `{key}` has shape {:?}, the model {:?}",
-                    t.dims(),
-                    var.dims()
-                ),
-            ));
-        }
-        var.set(t)?;
+        var.set(&tensors[&format!("param.{name}")])?;
     }
     for (prefix, opt, t) in [
         ("decayed", &mut optimizers.decayed, meta.optimizer_steps.0),
@@ -107,7 +108,50 @@ pub(super) fn restore(
                     .map(|r| (r.to_string(), v.clone()))
             })
             .collect();
-        opt.load_state(&own, t)?;
+        opt.load_state(&own, t)
+            .map_err(|e| TrainError::run_dir(&path, e.to_string()))?;
     }
     Ok(Some(meta))
+}
+
+/// Every parameter (and every optimizer moment the file has) exists with the model's shape.
+fn check_shapes(
+    path: &Path,
+    vars: &[(String, Var)],
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    let shapes: HashMap<&str, &[usize]> =
+        vars.iter().map(|(n, v)| (n.as_str(), v.dims())).collect();
+    for (name, dims) in &shapes {
+        let key = format!("param.{name}");
+        let t = tensors
+            .get(&key)
+            .ok_or_else(|| TrainError::run_dir(path, format!("missing tensor `{key}`")))?;
+        if t.dims() != *dims {
+            return Err(TrainError::run_dir(
+                path,
+                format!(
+                    "tensor `{key}` has shape {:?}, the model {dims:?}",
+                    t.dims()
+                ),
+            ));
+        }
+    }
+    for (key, t) in tensors {
+        let var = ["decayed.m.", "decayed.v.", "plain.m.", "plain.v."]
+            .iter()
+            .find_map(|p| key.strip_prefix(p));
+        if let Some(dims) = var.and_then(|v| shapes.get(v)) {
+            if t.dims() != *dims {
+                return Err(TrainError::run_dir(
+                    path,
+                    format!(
+                        "tensor `{key}` has shape {:?}, the model {dims:?}",
+                        t.dims()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

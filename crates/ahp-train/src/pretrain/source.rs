@@ -43,6 +43,9 @@ pub(super) trait PretrainSource: BatchSource {
     fn log_classes(&self) -> Option<usize>;
     /// The zero-shot prompt template.
     fn template(&self) -> &str;
+    /// What identifies the data and how batches are drawn from it (part of the resumable
+    /// state's fingerprint).
+    fn fingerprint(&self) -> String;
     /// Fails when the written tokenizer cannot spell what the zero-shot report asks.
     fn check_tokenizer(&self, tokenizer: &ClipTokenizer) -> Result<()>;
     /// Zero-shot accuracy of the written checkpoint per domain.
@@ -78,7 +81,7 @@ impl Prefetch {
     pub(super) fn next(&self) -> Result<Batch> {
         self.batches
             .recv()
-            .map_err(|_| TrainError::run_dir("pretraining data", "the batch thread stopped"))?
+            .map_err(|_| TrainError::run_dir("pretraining data", "the batch thread panicked"))?
     }
 
     /// Waits for the thread to end.

@@ -158,6 +158,10 @@ impl PretrainSource for Synthetic {
         DEFAULT_TEMPLATE
     }
 
+    fn fingerprint(&self) -> String {
+        format!("synthetic classes {}", self.shapes.len())
+    }
+
     fn check_tokenizer(&self, _tokenizer: &ClipTokenizer) -> Result<()> {
         Ok(())
     }
