@@ -201,7 +201,11 @@ fn make_data(a: &DemoArgs, checkpoint: &Path, target: &str, size: u32) -> Result
                 .with_context(|| {
                     format!(
                         "--target-domain {target}: not a benchmark designer ({})",
-                        benchmark_designers().join(", ")
+                        ahp_data::emoji::designers(Role::Benchmark)
+                            .iter()
+                            .map(|d| d.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })?;
             let mut cfg =
@@ -232,15 +236,6 @@ fn make_data(a: &DemoArgs, checkpoint: &Path, target: &str, size: u32) -> Result
         }
     }
     Ok(data)
-}
-
-/// The benchmark designers' names.
-fn benchmark_designers() -> Vec<&'static str> {
-    ahp_data::emoji::DESIGNERS
-        .iter()
-        .filter(|d| d.role == Role::Benchmark)
-        .map(|d| d.name)
-        .collect()
 }
 
 /// The domains (subdirectories) of a DomainBed tree, sorted.
