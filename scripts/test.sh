@@ -41,3 +41,6 @@ bash tests/robustness/run.sh
 
 echo "== browser: tract compiled to WebAssembly, the demo page in headless Chromium vs ahp-predict (ONNX Runtime)"
 bash web/test/run.sh
+
+echo "== Triton: the --triton-kind cpu repository in a real Triton Inference Server vs ONNX Runtime (runs when TRITONSERVER is set)"
+bash scripts/triton-check.sh

@@ -27,6 +27,7 @@ use ahp_model::{Checkpoint, LoadedClip, ZeroShotClassifier};
 use ahp_spec::run::Method;
 use ahp_spec::train_config::TrainArgs;
 use ahp_spec::TrainConfig;
+use ahp_train::embedded::{Embedded, EmojiArgs};
 use ahp_train::eval::Outcomes;
 use ahp_train::TrainOptions;
 use anyhow::{bail, Context, Result};
@@ -39,13 +40,22 @@ use crate::stats::{paired_bootstrap, Paired};
 /// Options of `ahp-bench dg`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DgArgs {
-    /// Base CLIP checkpoint (directory or cached repo id, e.g. openai/clip-vit-base-patch16).
-    #[arg(long, default_value = "models/ahp-synth-clip")]
-    clip: String,
-    /// DomainBed-layout dataset (`root/<domain>/<class>/<image>`, e.g. PACS). Default: the
-    /// synthetic domains, rendered into OUT/data.
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// Base CLIP checkpoint (directory or cached repo id, e.g. openai/clip-vit-base-patch16)
+    /// [default: the embedded CLIP of `--data emoji` / `synthetic`: models/ahp-emoji-clip,
+    /// models/ahp-synth-clip; required with a dataset directory].
+    #[arg(long = "clip", value_name = "CLIP")]
+    clip_flag: Option<String>,
+    /// The data: `emoji` (the emoji benchmark: five designers the emoji CLIP never saw; the npm
+    /// packages are fetched into ~/.cache/ahp/npm and rendered into OUT/data; prompt
+    /// `an emoji of a {}.` unless --template or --config sets one),
+    /// `synthetic` (shapes in four styles, rendered into OUT/data), or a DomainBed-layout
+    /// directory (`root/<domain>/<class>/<image>`, e.g. PACS; write `./emoji` for a directory
+    /// of that name).
+    #[arg(long, value_parser = parse_data, default_value = "emoji")]
+    data: BenchData,
+    /// The emoji data's flags.
+    #[command(flatten)]
+    emoji: EmojiArgs,
     /// Output directory: runs, results.json, dg.md and the PNG charts.
     #[arg(long, default_value = "bench-out/dg")]
     out: PathBuf,
@@ -121,6 +131,27 @@ pub struct DgArgs {
     /// `train` resolved (defaults, `--config`, flags), set by [`run`].
     #[arg(skip)]
     config: TrainConfig,
+    /// The checkpoint: `--clip` or the data's embedded CLIP, set by [`run`].
+    #[arg(skip)]
+    clip: String,
+}
+
+/// The benchmark's data: an embedded benchmark or a DomainBed directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BenchData {
+    /// Built into OUT/data, with its embedded CLIP and prompt as defaults.
+    Embedded(Embedded),
+    /// A DomainBed-layout directory.
+    Tree(PathBuf),
+}
+
+fn parse_data(s: &str) -> std::result::Result<BenchData, String> {
+    match s {
+        "emoji" => Ok(BenchData::Embedded(Embedded::Emoji)),
+        "synthetic" => Ok(BenchData::Embedded(Embedded::Synthetic)),
+        "" => Err("give emoji, synthetic or a dataset directory".into()),
+        dir => Ok(BenchData::Tree(PathBuf::from(dir))),
+    }
 }
 
 impl DgArgs {
@@ -151,9 +182,22 @@ impl DgArgs {
         {
             bail!("--{flag}: ahp-bench dg sets it per run (--methods, --seeds, --data-seed, three selections)");
         }
+        let mut train = self.train.clone();
+        self.clip = match (&self.clip_flag, &self.data) {
+            (Some(clip), _) => clip.clone(),
+            (None, BenchData::Embedded(e)) => e.clip().to_string(),
+            (None, BenchData::Tree(dir)) => bail!(
+                "--data {}: give --clip too (the embedded CLIPs are pretrained for --data emoji \
+                 and --data synthetic)",
+                dir.display()
+            ),
+        };
+        if let BenchData::Embedded(e) = self.data {
+            train.pin_templates(&[e.template()]);
+        }
         self.config = TrainConfig {
             split_seed: Some(self.data_seed),
-            ..self.train.resolve()?
+            ..train.resolve()?
         };
         Ok(())
     }
@@ -180,11 +224,24 @@ impl DgArgs {
     }
 }
 
-/// The synthetic data (rendered once) or the given dataset.
+/// The given dataset, or the embedded benchmark's data built into OUT/data.
 fn dataset_root(a: &DgArgs, checkpoint: &Checkpoint) -> Result<PathBuf> {
-    if let Some(d) = &a.data {
-        return Ok(d.clone());
+    let size = checkpoint.config.vision_config.image_size as u32;
+    match &a.data {
+        BenchData::Tree(dir) => Ok(dir.clone()),
+        BenchData::Embedded(Embedded::Synthetic) => synthetic_data(a, checkpoint, size),
+        BenchData::Embedded(Embedded::Emoji) => {
+            let dir = a.out.join("data");
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let summary = a.emoji.benchmark(&dir, size, progress).build()?;
+            println!("emoji data: {summary}");
+            Ok(dir)
+        }
     }
+}
+
+/// The synthetic domains, rendered once into OUT/data.
+fn synthetic_data(a: &DgArgs, checkpoint: &Checkpoint, size: u32) -> Result<PathBuf> {
     let classes = match a.classes {
         Some(c) => c,
         None => {
@@ -202,7 +259,7 @@ fn dataset_root(a: &DgArgs, checkpoint: &Checkpoint) -> Result<PathBuf> {
         classes,
         domains: Style::ALL.to_vec(),
         per_class: a.per_class,
-        size: checkpoint.config.vision_config.image_size as u32,
+        size,
     };
     let summary = ahp_data::synth::generate(&cfg, &dir)?;
     println!("synthetic data: {summary}");
@@ -229,7 +286,60 @@ fn check_args(a: &DgArgs) -> Result<()> {
     if a.bootstrap == 0 {
         bail!("--bootstrap must be at least 1");
     }
+    if let Some(flag) = a.emoji.first_given() {
+        if a.data != BenchData::Embedded(Embedded::Emoji) {
+            bail!("{flag}: only with --data emoji");
+        }
+    }
+    if a.data != BenchData::Embedded(Embedded::Synthetic) && a.classes.is_some() {
+        bail!("--classes: only with --data synthetic (the emoji benchmark's: --emoji-classes)");
+    }
     Ok(())
+}
+
+/// An emoji tree gains the classes of every run written into it: refuse one that holds other
+/// classes than this run asks for, instead of benchmarking them.
+fn check_emoji_classes(a: &DgArgs, dataset: &DomainBedDataset, data: &Path) -> Result<()> {
+    if a.data != BenchData::Embedded(Embedded::Emoji) {
+        return Ok(());
+    }
+    let asked = a
+        .emoji
+        .emoji_classes
+        .as_ref()
+        .map_or(ahp_data::emoji::benchmark_classes().len(), Vec::len);
+    if dataset.classes().len() != asked {
+        bail!(
+            "{}: holds {} classes, this run asks for {asked} (an earlier run with other \
+             --emoji-classes wrote into it); choose another --out or remove {}",
+            data.display(),
+            dataset.classes().len(),
+            data.display()
+        );
+    }
+    Ok(())
+}
+
+/// sha256 over the scanned tree: per image its path relative to the root, domain, class and
+/// size. The run cache keys on it, so a tree that changed is never served stale results.
+fn dataset_digest(dataset: &DomainBedDataset) -> Result<String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for d in 0..dataset.domains().len() {
+        for s in dataset.domain_samples(d) {
+            let size = std::fs::metadata(&s.path)
+                .with_context(|| format!("{}: cannot read", s.path.display()))?
+                .len();
+            let rel = s.path.strip_prefix(dataset.root()).unwrap_or(&s.path);
+            hasher.update(format!(
+                "{}\t{}\t{}\t{size}\n",
+                rel.display(),
+                s.domain,
+                s.class
+            ));
+        }
+    }
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 fn targets_of(a: &DgArgs, dataset: &DomainBedDataset, data: &Path) -> Result<Vec<String>> {
@@ -532,11 +642,13 @@ pub fn run(mut a: DgArgs) -> Result<()> {
     let device = ahp_train::select_device(&a.device)?;
     let data = dataset_root(&a, &checkpoint)?;
     let dataset = DomainBedDataset::scan(&data, &ScanOptions::default())?;
+    check_emoji_classes(&a, &dataset, &data)?;
     let targets = targets_of(&a, &dataset, &data)?;
     let common = Common {
         base: a.train_options(&data, &device),
         out: &a.out,
         jobs: a.jobs,
+        data_digest: dataset_digest(&dataset)?,
     };
     let chosen = sweep_and_choose(&a, &common, &targets)?;
     let reported: Vec<&RunResult> = chosen.runs.iter().collect();

@@ -225,6 +225,9 @@ pub struct Common<'a> {
     pub out: &'a Path,
     /// Runs trained at the same time.
     pub jobs: usize,
+    /// What the data holds (see `dg::dataset_digest`): a cached run is reused only on the same
+    /// images, wherever the tree lives.
+    pub data_digest: String,
 }
 
 impl Common<'_> {
@@ -262,6 +265,7 @@ impl Common<'_> {
             "protocol": PROTOCOL,
             "clip": o.clip,
             "data": o.data.display().to_string(),
+            "data_digest": self.data_digest,
             "target": job.target,
             "method": job.method,
             "seed": job.seed,

@@ -16,6 +16,8 @@ fn bench(out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ahp-bench"))
         .args([
             "dg",
+            "--data",
+            "synthetic",
             "--clip",
             "tests/fixtures/models/clip-tiny-a",
             "--classes",
@@ -222,4 +224,118 @@ fn dg_rejects_an_unknown_method() {
             && stderr.contains("possible values: ahp, ha-lora, lora, dig, zero-shot"),
         "{stderr}"
     );
+}
+
+/// The default data is the emoji benchmark (here built offline from the committed three-class
+/// sample of the npm packages), with the emoji prompt pinned.
+#[test]
+fn dg_defaults_to_the_emoji_benchmark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("dg");
+    let run = Command::new(env!("CARGO_BIN_EXE_ahp-bench"))
+        .args([
+            "dg",
+            "--clip",
+            "tests/fixtures/models/clip-tiny-a",
+            "--emoji-classes",
+            "dog,pizza,rocket",
+            "--targets",
+            "openmoji",
+            "--methods",
+            "zero-shot,ahp",
+            "--steps",
+            "3",
+            "--batch-size",
+            "6",
+            "--seeds",
+            "1",
+            "--random-orders",
+            "1",
+            "--drop-step",
+            "4",
+            "--bootstrap",
+            "50",
+            "--holdout-fraction",
+            "0.5",
+            "--min-holdout",
+            "1",
+            "--unpacked",
+        ])
+        .arg(root().join("crates/ahp-data/tests/fixtures/emoji"))
+        .arg("--out")
+        .arg(&out)
+        .env("AHP_NPM", "/nonexistent/npm")
+        .current_dir(root())
+        .output()
+        .expect("run ahp-bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "ahp-bench failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("emoji data:"), "{stdout}");
+    for designer in [
+        "emojione",
+        "emojione-monotone",
+        "openmoji",
+        "openmoji-black",
+        "streamline-emojis",
+    ] {
+        assert!(
+            out.join("data").join(designer).join("dog").is_dir(),
+            "{designer}"
+        );
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("json"))
+            .expect("results.json parses");
+    assert_eq!(
+        results["templates"],
+        serde_json::json!(["an emoji of a {}."])
+    );
+    assert!(stdout.contains("| method | openmoji | avg |"), "{stdout}");
+}
+
+#[test]
+fn dg_on_a_dataset_directory_needs_a_clip_and_emoji_flags_need_emoji() {
+    let run = Command::new(env!("CARGO_BIN_EXE_ahp-bench"))
+        .args(["dg", "--data", "./some/pacs"])
+        .output()
+        .expect("run ahp-bench");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("--data ./some/pacs: give --clip too"),
+        "{stderr}"
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_ahp-bench"))
+        .args(["dg", "--data", "synthetic", "--unpacked", "x"])
+        .output()
+        .expect("run ahp-bench");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("--unpacked: only with --data emoji"),
+        "{stderr}"
+    );
+    for (args, message) in [
+        (
+            &["--data", "synthetic", "--emoji-classes", "dog"][..],
+            "--emoji-classes: only with --data emoji",
+        ),
+        (
+            &["--classes", "3"][..],
+            "--classes: only with --data synthetic",
+        ),
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_ahp-bench"))
+            .arg("dg")
+            .args(args)
+            .output()
+            .expect("run ahp-bench");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

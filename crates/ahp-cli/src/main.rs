@@ -106,10 +106,10 @@ mod tests {
     }
 
     /// `ahp train`, `ahp bench dg` and `ahp demo` without training flags train the same thing:
-    /// the one `TrainConfig::default()`. Only the seeds (and the demo's prompt) differ, by
-    /// design: the demo pins the seeds to its data seed and the prompt to the one its emoji CLIP
-    /// was pretrained with, the benchmark sets the split seed to its data seed and the training
-    /// seed per run.
+    /// the one `TrainConfig::default()`. Only the seeds and the prompt differ, by design: the
+    /// demo and the benchmark default to the emoji benchmark and pin the prompt to the one its
+    /// CLIP was pretrained with; the demo pins the seeds to its data seed, the benchmark sets
+    /// the split seed to its data seed and the training seed per run.
     #[test]
     fn train_bench_and_demo_resolve_the_same_default_config() {
         let train = match parse(&[
@@ -143,13 +143,14 @@ mod tests {
             split_seed: None,
             ..c.clone()
         };
-        assert_eq!(unseeded(&bench), defaults);
-        assert_eq!(demo.templates, ["an emoji of a {}."]);
-        let demo_prompt = ahp_spec::TrainConfig {
+        let default_prompt = |c: &ahp_spec::TrainConfig| ahp_spec::TrainConfig {
             templates: defaults.templates.clone(),
-            ..unseeded(&demo)
+            ..unseeded(c)
         };
-        assert_eq!(demo_prompt, defaults);
+        for pinned in [&bench, &demo] {
+            assert_eq!(pinned.templates, ["an emoji of a {}."]);
+            assert_eq!(default_prompt(pinned), defaults);
+        }
         assert_eq!(
             (demo.seed, demo.split_seed),
             (demo::DEMO_SEED, Some(demo::DEMO_SEED))
@@ -189,6 +190,35 @@ mod tests {
         assert_eq!(c.gate_lr, ahp_spec::TrainConfig::default().gate_lr);
         let c = resolved(&["--lr", "0.01"]);
         assert_eq!((c.lr, c.steps), (0.01, 7));
+    }
+
+    /// The demo's and the benchmark's pinned emoji prompt replaces the default only: a
+    /// `--config` file that sets templates wins, and `--template` wins over both.
+    #[test]
+    fn a_pinned_prompt_yields_to_the_config_file_and_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cfg.json");
+        std::fs::write(&file, r#"{"templates": ["a drawing of a {}."]}"#).expect("write");
+        let f = file.to_str().expect("utf-8");
+        let demo = |extra: &[&str]| match parse(&[&["demo"][..], extra].concat()) {
+            Command::Demo(a) => a.train_config().expect("demo config").templates,
+            _ => unreachable!(),
+        };
+        let bench = |extra: &[&str]| match parse(&[&["bench", "dg"][..], extra].concat()) {
+            Command::Bench(a) => match a.command {
+                ahp_bench::cli::BenchCommand::Dg(d) => {
+                    d.base_train_config().expect("bench config").templates
+                }
+            },
+            _ => unreachable!(),
+        };
+        type Templates<'a> = &'a dyn Fn(&[&str]) -> Vec<String>;
+        let commands: [Templates; 2] = [&demo, &bench];
+        for templates in commands {
+            assert_eq!(templates(&[]), ["an emoji of a {}."]);
+            assert_eq!(templates(&["--config", f]), ["a drawing of a {}."]);
+            assert_eq!(templates(&["--config", f, "--template", "a {}"]), ["a {}"]);
+        }
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn the_emoji_demo_runs_offline_on_the_sample_and_draws_its_picture() {
             "4",
             "--select",
             "last",
-            "--classes",
+            "--emoji-classes",
             "dog,pizza,rocket",
         ])
         .arg("--unpacked")

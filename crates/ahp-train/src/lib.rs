@@ -12,6 +12,7 @@
 //! [`train::train`] runs it and writes the run directory described in [`ahp_spec::run`].
 
 pub mod cli;
+pub mod embedded;
 pub mod error;
 pub mod eval;
 pub mod mmd;

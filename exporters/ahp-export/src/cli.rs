@@ -13,6 +13,7 @@ use clap::{ArgGroup, Args};
 
 use crate::export::{export, ExportOptions, ExportSummary, Prepared, Source};
 use crate::onnx::{OnnxOptions, DEFAULT_OPSET};
+use crate::triton::{TritonKind, TritonOptions};
 
 /// Exit code of a failed export.
 const ERROR_EXIT_CODE: u8 = 1;
@@ -21,7 +22,8 @@ const ERROR_EXIT_CODE: u8 = 1;
 const EXAMPLES: &str = "\
 Examples:
   ahp-export --run runs/pacs-ahp model.onnx
-  ahp-export --run runs/pacs-ahp --prune-heads 0.05 --fp16 --triton triton-repo pruned.onnx
+  ahp-export --run runs/pacs-ahp --prune-heads 0.05 --triton triton-repo pruned.onnx
+  ahp-export --run runs/pacs-ahp --fp16 --triton triton-repo --triton-kind gpu --triton-trt model.onnx
   ahp-export --clip openai/clip-vit-base-patch16 --classes dog,elephant,giraffe --template \"a photo of a {}.\" zero_shot.onnx";
 
 /// Export a purified (or zero-shot) CLIP image classifier to ONNX.
@@ -73,6 +75,21 @@ pub struct ExportArgs {
     /// Model name in the Triton repository (default: the output file's stem).
     #[arg(long, requires = "triton")]
     pub triton_name: Option<String>,
+    /// Triton: where the instances run (cpu: KIND_CPU, loads on any Triton; gpu: KIND_GPU).
+    #[arg(long, value_enum, default_value = "cpu", requires = "triton")]
+    pub triton_kind: TritonKind,
+    /// Triton, with --triton-kind gpu: TensorRT as the execution accelerator.
+    #[arg(long, requires = "triton")]
+    pub triton_trt: bool,
+    /// Triton, with --triton-trt: FP16 precision.
+    #[arg(long, requires = "triton")]
+    pub triton_fp16: bool,
+    /// Triton: the largest batch the dynamic batcher forms.
+    #[arg(long, default_value_t = 32, requires = "triton")]
+    pub triton_max_batch: usize,
+    /// Triton: the dynamic batcher's queue delay in microseconds.
+    #[arg(long, default_value_t = 2000, requires = "triton")]
+    pub triton_queue_delay_us: u64,
     /// Images in the validation batch.
     #[arg(long, default_value_t = 2)]
     pub validation_batch: usize,
@@ -128,10 +145,17 @@ fn labels(classes: &[String]) -> anyhow::Result<Vec<String>> {
 
 /// The export options of the flags, after checking the output directory and the opset.
 fn export_options(args: &ExportArgs) -> anyhow::Result<ExportOptions> {
-    let triton = args
-        .triton
-        .as_ref()
-        .map(|repo| (repo.clone(), triton_name(args)));
+    let triton = args.triton.as_ref().map(|repo| TritonOptions {
+        kind: args.triton_kind,
+        tensorrt: args.triton_trt,
+        fp16: args.triton_fp16,
+        max_batch_size: args.triton_max_batch,
+        queue_delay_us: args.triton_queue_delay_us,
+        ..TritonOptions::new(repo, &triton_name(args))
+    });
+    if let Some(t) = &triton {
+        t.check()?;
+    }
     if let Some(parent) = args.output.parent() {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
             bail!("{}: output directory does not exist", parent.display());

@@ -15,11 +15,12 @@ use ahp_spec::{ClipConfig, PreprocessConfig};
 use candle_core::{DType, Device, Tensor};
 use onnx_protobuf::ModelProto;
 
+use crate::card::{self, CardInput};
 use crate::error::{ExportError, Result};
 use crate::fold;
 use crate::onnx::{self, GraphSummary, OnnxOptions, VisionGraph};
 use crate::prune::{self, PrunePlan};
-use crate::triton::{self, TritonModel};
+use crate::triton::{self, EntryFiles, TritonModel, TritonOptions};
 use crate::validate::{self, Expected, Validation, ONNX_FP16_VS_CANDLE, ONNX_VS_CANDLE};
 
 /// Metadata key of the heads removed by `--prune-heads` (JSON object: block → head indices).
@@ -418,8 +419,8 @@ pub struct ExportOptions {
     pub validation_batch: usize,
     /// Seed of the validation pixels.
     pub seed: u64,
-    /// Also write a Triton model repository entry `(repository directory, model name)`.
-    pub triton: Option<(PathBuf, String)>,
+    /// Also write a Triton model repository entry.
+    pub triton: Option<TritonOptions>,
 }
 
 impl Default for ExportOptions {
@@ -474,6 +475,9 @@ pub fn export(
     options: &ExportOptions,
 ) -> Result<ExportSummary> {
     options.onnx.check()?;
+    if let Some(t) = &options.triton {
+        t.check()?;
+    }
     let plan = prune_plan(prepared, options)?;
     let model = build_graph(prepared, plan.as_ref(), &options.onnx)?;
     let tmp = TempFile::next_to(output)?;
@@ -491,7 +495,15 @@ pub fn export(
         None
     };
     let triton_dir = match &options.triton {
-        Some((repo, name)) => Some(write_triton(prepared, repo, name, tmp.path())?),
+        Some(t) => {
+            let card = card::model_card(CardInput {
+                prepared,
+                options,
+                validation: validation.as_ref(),
+                pruning: pruning.as_ref(),
+            });
+            Some(write_triton(prepared, t, &card, tmp.path())?)
+        }
         None => None,
     };
     tmp.persist()?;
@@ -617,17 +629,24 @@ fn expected_outputs(prepared: &Prepared, reference: (Tensor, Tensor), fp16: bool
     ]
 }
 
-/// Writes the Triton model repository entry `name` under `repo` for the model at `model`.
-fn write_triton(prepared: &Prepared, repo: &Path, name: &str, model: &Path) -> Result<PathBuf> {
+/// Writes the Triton model repository entry of `t` for the model at `model`.
+fn write_triton(
+    prepared: &Prepared,
+    t: &TritonOptions,
+    card: &str,
+    model: &Path,
+) -> Result<PathBuf> {
     let cfg = &prepared.config;
     let v = &cfg.vision_config;
     let entry = TritonModel {
-        name: name.to_string(),
         channels: v.num_channels,
         image_size: v.image_size,
         classes: prepared.labels.len(),
         projection_dim: cfg.projection_dim,
-        max_batch_size: 32,
     };
-    triton::write_repository(repo, model, &entry)
+    let files = EntryFiles {
+        labels: &prepared.labels,
+        card,
+    };
+    triton::write_repository(model, &entry, t, files)
 }

@@ -11,7 +11,7 @@
 //!   model with its hooks;
 //! * [`mod@export`]: the pipeline (temporary file, validation, atomic rename);
 //! * [`prune`]: optional removal of heads with small gates;
-//! * [`triton`]: optional Triton model repository entry;
+//! * [`triton`]: optional Triton model repository entry (with [`card`]'s model card);
 //! * [`cli`]: the `ahp-export` command line (also `ahp export`).
 //!
 //! ```no_run
@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod card;
 pub mod cli;
 pub mod error;
 pub mod export;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ahp_export::export::{Prepared, Source};
+use ahp_export::triton::TritonOptions;
 use ahp_spec::run::{Method, ADAPTER_FILE, MANIFEST_FILE};
 use candle_core::Tensor;
 use common::{config, write_run, AdapterSpec, MODELS};
@@ -271,6 +272,69 @@ fn cli_exports_zero_shot_and_run_with_triton_repo() {
     let cfg = std::fs::read_to_string(repo.join("purified/config.pbtxt")).expect("config");
     assert!(cfg.contains("name: \"purified\""), "{cfg}");
     assert!(cfg.contains("dims: [ 6 ]"), "{cfg}");
+    assert!(
+        cfg.contains("kind: KIND_CPU"),
+        "the default loads on a CPU Triton: {cfg}"
+    );
+    let labels = std::fs::read_to_string(repo.join("purified/labels.txt")).expect("labels");
+    assert_eq!(labels.lines().count(), 6, "{labels}");
+    let card = std::fs::read_to_string(repo.join("purified/MODEL_CARD.md")).expect("card");
+    for needle in [
+        "method: `ahp`",
+        "sha256",
+        "max |onnx - candle|",
+        "pixel_values",
+        "pruned: ",
+    ] {
+        assert!(card.contains(needle), "{needle:?} not in:\n{card}");
+    }
+
+    let gpu_repo = dir.path().join("triton-gpu");
+    let out = cli(&[
+        "--run",
+        run.to_str().expect("utf-8"),
+        "--triton",
+        gpu_repo.to_str().expect("utf-8"),
+        "--triton-kind",
+        "gpu",
+        "--triton-trt",
+        "--triton-fp16",
+        "--triton-name",
+        "clip_trt",
+        dir.path().join("gpu.onnx").to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = std::fs::read_to_string(gpu_repo.join("clip_trt/config.pbtxt")).expect("config");
+    assert!(
+        cfg.contains("kind: KIND_GPU") && cfg.contains("value: \"FP16\""),
+        "{cfg}"
+    );
+}
+
+#[test]
+fn triton_accelerators_that_do_not_fit_the_kind_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = common::model_dir(MODELS[1]);
+    let model = dir.path().join("m.onnx");
+    let repo = dir.path().join("repo");
+    let out = cli(&[
+        "--clip",
+        clip.to_str().expect("utf-8"),
+        "--classes",
+        "dog,cat",
+        "--triton",
+        repo.to_str().expect("utf-8"),
+        "--triton-trt",
+        model.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--triton-kind gpu"), "{stderr}");
+    assert!(!model.exists() && !repo.exists());
 }
 
 #[test]
@@ -286,14 +350,14 @@ fn failed_triton_write_leaves_no_model_behind() {
     std::fs::write(&not_a_dir, b"x").expect("write");
     let model = dir.path().join("model.onnx");
     let options = ahp_export::ExportOptions {
-        triton: Some((not_a_dir.clone(), "clip".into())),
+        triton: Some(TritonOptions::new(&not_a_dir, "clip")),
         ..ahp_export::ExportOptions::default()
     };
     let err = ahp_export::export(&prepared, &model, &options).expect_err("triton into a file");
     assert!(err.to_string().contains("repo-is-a-file"), "{err}");
     assert!(!model.exists());
     let options = ahp_export::ExportOptions {
-        triton: Some((dir.path().join("repo"), "../escape".into())),
+        triton: Some(TritonOptions::new(&dir.path().join("repo"), "../escape")),
         ..ahp_export::ExportOptions::default()
     };
     let err = ahp_export::export(&prepared, &model, &options).expect_err("bad name");

@@ -14,41 +14,22 @@ mod picture;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ahp_data::emoji::{EmojiConfig, Role};
+use ahp_data::emoji::Role;
 use ahp_data::{Shape, Style, SynthConfig};
 use ahp_export::{export, ExportOptions, Prepared, Source};
 use ahp_runtime::{Classifier, ExecutionProvider};
 use ahp_spec::train_config::TrainArgs;
 use ahp_spec::TrainConfig;
+use ahp_train::embedded::{self, Embedded, EmojiArgs};
 use ahp_train::{train, TrainOptions};
 use anyhow::{bail, Context, Result};
 
-/// The demo's data.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DemoData {
-    /// The emoji benchmark: 210 classes drawn by five designers the emoji CLIP never saw
-    /// (fetched from npm, pinned and verified; cached under ~/.cache/ahp/npm).
-    Emoji,
-    /// Synthetic shapes in four styles (offline, rendered on the spot).
-    Synthetic,
-}
-
-impl DemoData {
-    /// The embedded model of the data, its default target domain and its prompt.
-    fn defaults(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            // openmoji was fixed as the demo's target before the emoji benchmark ran.
-            Self::Emoji => (
-                "models/ahp-emoji-clip",
-                "openmoji",
-                ahp_train::pretrain::EMOJI_TEMPLATE,
-            ),
-            Self::Synthetic => (
-                "models/ahp-synth-clip",
-                "painting",
-                ahp_model::DEFAULT_TEMPLATE,
-            ),
-        }
+/// The demo's default unseen domain of each embedded benchmark.
+fn default_target(data: Embedded) -> &'static str {
+    match data {
+        // openmoji was fixed as the demo's target before the emoji benchmark ran.
+        Embedded::Emoji => "openmoji",
+        Embedded::Synthetic => "painting",
     }
 }
 
@@ -57,7 +38,7 @@ impl DemoData {
 pub struct DemoArgs {
     /// The data: emoji (real artwork, the default) or synthetic.
     #[arg(long, value_enum, default_value = "emoji")]
-    data: DemoData,
+    data: Embedded,
     /// Base CLIP checkpoint (directory or cached repo id) [default: models/ahp-emoji-clip for
     /// emoji, models/ahp-synth-clip for synthetic: the embedded models, pretrained by
     /// `ahp-pretrain`].
@@ -71,13 +52,9 @@ pub struct DemoArgs {
     /// synthetic (photo, sketch, cartoon, painting)].
     #[arg(long)]
     target_domain: Option<String>,
-    /// Emoji: read the npm packages unpacked from this directory instead of fetching them
-    /// (`DIR/<package dir>/package/...`, as `ahp-data emoji --unpacked`).
-    #[arg(long, value_name = "DIR")]
-    unpacked: Option<PathBuf>,
-    /// Emoji: only these classes, comma-separated (default: all 210).
-    #[arg(long, value_delimiter = ',')]
-    classes: Option<Vec<String>>,
+    /// The emoji data's flags.
+    #[command(flatten)]
+    emoji: EmojiArgs,
     /// Synthetic: images rendered per class and domain.
     #[arg(long, default_value_t = 24)]
     per_class: usize,
@@ -104,20 +81,20 @@ impl DemoArgs {
         let mut train = self.train.clone();
         train.pin_seed(self.data_seed);
         train.pin_split_seed(self.data_seed);
-        train.pin_templates(&[self.data.defaults().2]);
+        train.pin_templates(&[self.data.template()]);
         Ok(train.resolve()?)
     }
 
     fn clip(&self) -> String {
         self.clip
             .clone()
-            .unwrap_or_else(|| self.data.defaults().0.to_string())
+            .unwrap_or_else(|| self.data.clip().to_string())
     }
 
     fn target(&self) -> String {
         self.target_domain
             .clone()
-            .unwrap_or_else(|| self.data.defaults().1.to_string())
+            .unwrap_or_else(|| default_target(self.data).to_string())
     }
 }
 
@@ -195,31 +172,24 @@ pub fn run(a: DemoArgs) -> Result<()> {
 fn make_data(a: &DemoArgs, checkpoint: &Path, target: &str, size: u32) -> Result<PathBuf> {
     let data = a.out.join("data");
     match a.data {
-        DemoData::Emoji => {
+        Embedded::Emoji => {
             ahp_data::emoji::designer(target)
                 .filter(|d| d.role == Role::Benchmark)
                 .with_context(|| {
                     format!(
                         "--target-domain {target}: not a benchmark designer ({})",
-                        ahp_data::emoji::designers(Role::Benchmark)
-                            .iter()
-                            .map(|d| d.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        embedded::benchmark_designers()
                     )
                 })?;
-            let mut cfg =
-                EmojiConfig::new(Role::Benchmark, &data, &ahp_data::emoji::default_cache());
-            cfg.unpacked = a.unpacked.clone();
-            cfg.classes = a.classes.clone();
-            cfg.render.size = size;
-            cfg.progress = !a.quiet;
-            let summary = ahp_data::emoji::build(&cfg)?;
+            let summary = a.emoji.benchmark(&data, size, !a.quiet).build()?;
             println!(
                 "== 1/4 emoji artwork by five designers (DomainBed layout, from npm)\n{summary}\n"
             );
         }
-        DemoData::Synthetic => {
+        Embedded::Synthetic => {
+            if let Some(flag) = a.emoji.first_given() {
+                bail!("{flag}: only with --data emoji");
+            }
             let classes = classes_of(checkpoint)?;
             Style::parse(target).context("--target-domain")?;
             let synth = ahp_data::synth::generate(

@@ -74,6 +74,10 @@ pub struct TrainArgs {
     templates: Vec<String>,
     #[arg(long, help = "Accept domains lacking some classes")]
     allow_missing_classes: bool,
+    /// A command's own prompt (see [`Self::pin_templates`]): used unless `--config` or
+    /// `--template` sets one.
+    #[arg(skip)]
+    pinned_templates: Vec<String>,
     #[arg(
         long,
         help = "Evaluate and checkpoint every this many steps; the first evaluation comes after that many updates [default: a quarter of the steps]"
@@ -134,6 +138,9 @@ impl TrainArgs {
         if a.ranks.is_some() {
             c.ranks = a.ranks.clone();
         }
+        if !a.pinned_templates.is_empty() && c.templates == TrainConfig::default().templates {
+            c.templates = a.pinned_templates.clone();
+        }
         if !a.templates.is_empty() {
             c.templates = a.templates.clone();
         }
@@ -170,11 +177,11 @@ impl TrainArgs {
         self.split_seed.get_or_insert(seed);
     }
 
-    /// Like [`Self::pin_seed`], for the prompt templates (the demo's emoji prompt).
+    /// Pins the prompt of a command's recipe (the emoji CLIP's `an emoji of a {}.`): it
+    /// replaces the default templates, while a `--config` file that sets templates, and
+    /// `--template`, still win.
     pub fn pin_templates(&mut self, templates: &[&str]) {
-        if self.templates.is_empty() {
-            self.templates = templates.iter().map(|t| t.to_string()).collect();
-        }
+        self.pinned_templates = templates.iter().map(|t| t.to_string()).collect();
     }
 
     /// Like [`Self::pin_seed`], for the steps (`ahp-train --epochs`).
