@@ -20,11 +20,12 @@ for crate in ahp-spec ahp-data ahp-runtime ahp-wasm; do
   echo "$crate: no candle dependency"
 done
 
-echo "== python tools for the ONNX cross-checks (onnx checker, python onnxruntime)"
+echo "== python tools for the cross-checks (onnx checker, python onnxruntime, the official Triton client, Prometheus' parser)"
 venv="${AHP_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ahp/pyenv}"
-if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, tritonclient.http, prometheus_client" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check onnx==1.23.2 onnxruntime==1.32.0 numpy
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check onnx==1.23.2 onnxruntime==1.32.0 numpy \
+    'tritonclient[http]==2.73.0' prometheus-client==0.21.1
 fi
 export AHP_PYTHON="$venv/bin/python"
 
@@ -33,6 +34,14 @@ ORT_DYLIB_PATH="$(bash scripts/fetch-onnxruntime.sh)"
 export ORT_DYLIB_PATH
 
 echo "== cargo test"
+# The test build needs several GiB; a full disk shows up as the linker's bus error, so say it first.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 {print $4}')
+echo "free space for $target_dir: $((free_kb / 1024 / 1024)) GiB"
+if [ "${free_kb:-0}" -lt $((3 * 1024 * 1024)) ]; then
+  echo "warning: less than 3 GiB free for $target_dir; the build may fail with a bus error or 'No space left'" >&2
+fi
 cargo test --workspace --locked
 
 echo "== robustness: every entry point against hostile inputs (4 GiB ulimit -v, a timeout per case)"

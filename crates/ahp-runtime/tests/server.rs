@@ -12,70 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ahp_runtime::server::{self, ServerConfig};
+use common::test_server::TestServer;
 use common::*;
-
-struct TestServer {
-    addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    rt: tokio::runtime::Runtime,
-}
-
-impl TestServer {
-    fn start(config: ServerConfig) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = rt.spawn(server::serve(listener, classifier_a(), config, async {
-            let _ = rx.await;
-        }));
-        Self {
-            addr,
-            shutdown: Some(tx),
-            handle: Some(handle),
-            rt,
-        }
-    }
-
-    fn get(&self, path: &str) -> HttpResponse {
-        http(self.addr, "GET", path, &[], b"").expect("GET")
-    }
-
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-        http(self.addr, "POST", path, headers, body).expect("POST")
-    }
-
-    /// Signals shutdown and waits for the server to finish; returns how long it took.
-    fn stop(&mut self) -> Duration {
-        let t = Instant::now();
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            self.rt
-                .block_on(async { tokio::time::timeout(Duration::from_secs(20), handle).await })
-                .expect("server did not stop within 20 s")
-                .expect("server task")
-                .expect("server error");
-        }
-        t.elapsed()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
 
 fn image_bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture(&format!("images/{name}"))).expect("image")
@@ -253,9 +191,13 @@ fn bad_requests_get_json_4xx_and_the_server_keeps_serving() {
         assert_eq!(s.get("/healthz").status, 200, "after {what}");
         assert_classifies(&s);
     }
-    let r = s.post("/v2/classify", &[], &png);
+    let r = s.post("/v1/nothing", &[], &png);
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], "not_found");
+    // under /v2, the protocol's error form (no code)
+    let r = s.post("/v2/classify", &[], &png);
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].is_string() && r.json().get("code").is_none());
     let r = s.get("/v1/classify");
     assert_eq!(r.status, 405);
     assert_eq!(r.json()["code"], "method_not_allowed");
@@ -343,9 +285,7 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
     stream.write_all(&png[..half]).expect("first half");
     stream.flush().expect("flush");
     std::thread::sleep(Duration::from_millis(300));
-    if let Some(tx) = s.shutdown.take() {
-        let _ = tx.send(());
-    }
+    s.signal_shutdown();
     std::thread::sleep(Duration::from_millis(200));
     stream.write_all(&png[half..]).expect("second half");
     let mut reader = BufReader::new(stream);

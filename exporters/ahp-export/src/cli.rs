@@ -90,6 +90,10 @@ pub struct ExportArgs {
     /// Triton: the dynamic batcher's queue delay in microseconds.
     #[arg(long, default_value_t = 2000, requires = "triton")]
     pub triton_queue_delay_us: u64,
+    /// Triton: ONNX Runtime intra-op threads of the instance (default: ONNX Runtime's, all
+    /// cores).
+    #[arg(long, requires = "triton")]
+    pub triton_threads: Option<usize>,
     /// Images in the validation batch.
     #[arg(long, default_value_t = 2)]
     pub validation_batch: usize,
@@ -151,6 +155,7 @@ fn export_options(args: &ExportArgs) -> anyhow::Result<ExportOptions> {
         fp16: args.triton_fp16,
         max_batch_size: args.triton_max_batch,
         queue_delay_us: args.triton_queue_delay_us,
+        intra_op_threads: args.triton_threads,
         ..TritonOptions::new(repo, &triton_name(args))
     });
     if let Some(t) = &triton {

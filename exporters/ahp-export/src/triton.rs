@@ -45,6 +45,9 @@ pub struct TritonOptions {
     pub max_batch_size: usize,
     /// Longest a request waits for the dynamic batcher to fill a batch, in microseconds.
     pub queue_delay_us: u64,
+    /// ONNX Runtime intra-op threads of the instance (`intra_op_thread_count`, with one
+    /// inter-op thread); `None`: ONNX Runtime's default (all cores).
+    pub intra_op_threads: Option<usize>,
 }
 
 impl TritonOptions {
@@ -58,6 +61,7 @@ impl TritonOptions {
             fp16: false,
             max_batch_size: 32,
             queue_delay_us: 2000,
+            intra_op_threads: None,
         }
     }
 
@@ -74,6 +78,9 @@ impl TritonOptions {
         }
         if self.max_batch_size == 0 {
             return invalid("--triton-max-batch must be at least 1");
+        }
+        if self.intra_op_threads == Some(0) {
+            return invalid("--triton-threads must be at least 1");
         }
         Ok(())
     }
@@ -142,7 +149,7 @@ model_warmup [
     }}
   }}
 ]
-{optimization}"#,
+{threads}{optimization}"#,
         name = o.name,
         max_batch = o.max_batch_size,
         input = INPUT_PIXEL_VALUES,
@@ -159,8 +166,20 @@ model_warmup [
             TritonKind::Cpu => "KIND_CPU",
             TritonKind::Gpu => "KIND_GPU",
         },
+        threads = thread_parameters(o),
         optimization = optimization(o),
     )
+}
+
+/// The onnxruntime backend's thread parameters, when the thread count is set.
+fn thread_parameters(o: &TritonOptions) -> String {
+    match o.intra_op_threads {
+        None => String::new(),
+        Some(n) => format!(
+            "parameters {{ key: \"intra_op_thread_count\" value: {{ string_value: \"{n}\" }} }}\n\
+             parameters {{ key: \"inter_op_thread_count\" value: {{ string_value: \"1\" }} }}\n"
+        ),
+    }
 }
 
 /// The `optimization` block: TensorRT (FP16 if asked) on a GPU entry that asks for it, else
@@ -397,5 +416,28 @@ mod tests {
             .expect_err("FP16 without TensorRT");
         assert!(err.to_string().contains("--triton-trt"), "{err}");
         assert!(options(TritonKind::Gpu, true, true).check().is_ok());
+    }
+
+    #[test]
+    fn thread_counts_are_backend_parameters_only_when_set() {
+        let default = config_pbtxt(&model(), &options(TritonKind::Cpu, false, false));
+        assert!(!default.contains("thread_count"), "{default}");
+        let two = TritonOptions {
+            intra_op_threads: Some(2),
+            ..options(TritonKind::Cpu, false, false)
+        };
+        let text = config_pbtxt(&model(), &two);
+        assert!(
+            text.contains(
+                "parameters { key: \"intra_op_thread_count\" value: { string_value: \"2\" } }"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("inter_op_thread_count"), "{text}");
+        let zero = TritonOptions {
+            intra_op_threads: Some(0),
+            ..two
+        };
+        assert!(zero.check().is_err());
     }
 }

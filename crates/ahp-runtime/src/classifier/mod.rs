@@ -48,6 +48,8 @@ pub struct Classifier {
     provider: ExecutionProvider,
     ort_library: PathBuf,
     has_embeds: bool,
+    /// The width of `image_embeds`, when the model has that output with a fixed width.
+    embed_dim: Option<usize>,
     /// `Some(n)` when the model's batch dimension is fixed.
     fixed_batch: Option<usize>,
 }
@@ -106,6 +108,7 @@ impl Classifier {
             provider,
             ort_library,
             has_embeds: signature.has_embeds,
+            embed_dim: signature.embed_dim,
             fixed_batch: signature.fixed_batch,
         })
     }
@@ -159,6 +162,12 @@ impl Classifier {
     /// Whether the model has the `image_embeds` output ([`embed`](Self::embed) needs it).
     pub fn has_image_embeds(&self) -> bool {
         self.has_embeds
+    }
+
+    /// The width `P` of `image_embeds [batch, P]`, when the model has that output and fixes its
+    /// width.
+    pub fn image_embed_dim(&self) -> Option<usize> {
+        self.embed_dim
     }
 
     /// Values per preprocessed image: `3 * H * W`.

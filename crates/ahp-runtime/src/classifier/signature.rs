@@ -15,15 +15,22 @@ pub(super) struct Signature {
     pub(super) fixed_batch: Option<usize>,
     /// Whether the model has the `image_embeds` output.
     pub(super) has_embeds: bool,
+    /// The width of `image_embeds` when the model fixes it.
+    pub(super) embed_dim: Option<usize>,
 }
 
 /// Checks that `session` follows the contract for the model `info` describes.
 pub(super) fn check(session: &Session, info: &ModelInfo, model: &str) -> Result<Signature> {
     let fixed_batch = check_input(session, info, model)?;
     check_logits(session, info, model)?;
+    let embeds = find(session.outputs(), OUTPUT_IMAGE_EMBEDS);
+    let embed_dim = embeds
+        .and_then(|e| tensor_shape(e.dtype()))
+        .and_then(|(_, dims)| dims.get(1).and_then(|d| usize::try_from(*d).ok()));
     Ok(Signature {
         fixed_batch,
-        has_embeds: find(session.outputs(), OUTPUT_IMAGE_EMBEDS).is_some(),
+        has_embeds: embeds.is_some(),
+        embed_dim,
     })
 }
 

@@ -10,6 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use ahp_runtime::Classifier;
 
+#[cfg(feature = "serve")]
+pub mod test_server;
+
 /// The six classes of the fixture models, in logit order.
 pub const CLASSES: [&str; 6] = ["dog", "cat", "car", "tree", "house", "star"];
 

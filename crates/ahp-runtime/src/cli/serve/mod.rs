@@ -15,7 +15,8 @@ use crate::{Classifier, ExecutionProvider};
 use values::{batch_window, positive, timeout};
 
 /// Serve an exported ahp model (ONNX) over HTTP: POST /v1/classify, GET /v1/model,
-/// GET /v1/stats, GET /healthz. Stops gracefully on SIGTERM or ctrl-c.
+/// GET /v1/stats, GET /healthz, the KServe v2 protocol (/v2/..., Triton's binary tensors: what
+/// tritonclient speaks) and GET /metrics (Prometheus). Stops gracefully on SIGTERM or ctrl-c.
 ///
 /// ONNX Runtime is loaded from ORT_DYLIB_PATH or from the directory scripts/fetch-onnxruntime.sh
 /// fills (${AHP_ORT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ahp/onnxruntime}).
@@ -23,10 +24,16 @@ use values::{batch_window, positive, timeout};
 #[command(after_help = "Examples:
   ahp-serve model.onnx --addr 127.0.0.1:8080
   ahp-serve model.onnx --addr 0.0.0.0:8080 --max-batch 16 --batch-window-ms 2 --sessions 2
-  curl -F image=@cat.jpg 'http://127.0.0.1:8080/v1/classify?top_k=3'")]
+  curl -F image=@cat.jpg 'http://127.0.0.1:8080/v1/classify?top_k=3'
+  curl http://127.0.0.1:8080/v2/models/model   (v2 metadata of model.onnx)
+  curl http://127.0.0.1:8080/metrics")]
 pub struct ServeArgs {
     /// The exported model (.onnx, with ahp.* metadata).
     model: std::path::PathBuf,
+    /// The model's name in the KServe v2 routes (/v2/models/NAME/infer; default: the model
+    /// file's stem, as `ahp-export --triton` names the Triton entry).
+    #[arg(long)]
+    model_name: Option<String>,
     /// Address to listen on (port 0: any free port; the actual address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
@@ -147,6 +154,7 @@ fn load(args: &ServeArgs) -> anyhow::Result<Classifier> {
 fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     let defaults = ServerConfig::default();
     let config = ServerConfig {
+        model_name: model_name(args)?,
         max_body_bytes: args.max_body_bytes,
         max_concurrency: args.max_concurrency,
         max_batch: args.max_batch,
@@ -165,6 +173,24 @@ fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid server settings: {e}"))?;
     Ok(config)
+}
+
+/// `--model-name`, or the model file's stem.
+fn model_name(args: &ServeArgs) -> anyhow::Result<String> {
+    if let Some(name) = &args.model_name {
+        return Ok(name.clone());
+    }
+    let stem = args
+        .model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    server::check_model_name(stem).map_err(|e| {
+        anyhow::anyhow!(
+            "the model file's stem cannot name the model in the v2 routes ({e}); pass --model-name"
+        )
+    })?;
+    Ok(stem.to_string())
 }
 
 /// A multi-threaded tokio runtime with `workers` worker threads (default: one per core).
