@@ -9,7 +9,8 @@
 #
 # Environment: TRITONSERVER (required), TRITON_BACKENDS (default: the server's ../backends),
 # CLIP (default models/ahp-emoji-clip), THREADS (ONNX Runtime intra-op threads, default 2),
-# MAX_BATCH (8), CONCURRENCY (1,4,16), ROUNDS (5), RUN_SECONDS (5 per run).
+# MAX_BATCH (8), CONCURRENCY (1,4,16), ROUNDS (5), RUN_SECONDS (5 per run), AHP_SERVE_ARGS
+# (more ahp-serve flags, e.g. "--workers 1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,7 @@ triton_port=$(port)
   --strict-readiness=true --exit-timeout-secs=5 > "$work/triton.log" 2>&1 &
 pids+=($!)
 "$bin/ahp-serve" "$work/$name.onnx" --model-name "$name" --addr 127.0.0.1:0 --threads "$threads" \
-  --sessions 1 --max-batch "$max_batch" --batch-window-ms 0 > "$work/serve.out" 2> "$work/serve.log" &
+  --sessions 1 --max-batch "$max_batch" --batch-window-ms 0 ${AHP_SERVE_ARGS:-} > "$work/serve.out" 2> "$work/serve.log" &
 pids+=($!)
 
 wait_ready() { # URL LOG

@@ -255,6 +255,32 @@ class Suite:
             for name in ["truncated.jpg", "garbage.png", "zero.png"]:
                 status, body = s.post((c / name).read_bytes())
                 self.check(f"D17 serve: {name} gets a 4xx", 400 <= status < 500, f"{status} {body[:200]!r}")
+            # The KServe v2 route with hostile tensors: a 400 in the protocol's form, never a
+            # panic or an allocation the shape asks for, and the server keeps serving.
+            infer = f"/v2/models/{MODEL.stem}/infer"
+            def v2(shape, data="[]", params=None, dtype="FP32"):
+                fields = f'"name": "pixel_values", "datatype": "{dtype}", "shape": {json.dumps(shape)}'
+                fields += f', "parameters": {json.dumps(params)}' if params is not None else f', "data": {data}'
+                return '{"inputs": [{' + fields + '}]}'
+            deep = "[" * 100000 + "]" * 100000
+            header_too_long = {"Inference-Header-Content-Length": "99999999"}
+            for name, body, headers in [
+                ("a 10^18-image shape", v2([10**18, 3, 32, 32]), {}),
+                ("a shape product that overflows", v2([2**62, 2**62, 32, 32]), {}),
+                ("a negative batch", v2([-5, 3, 32, 32]), {}),
+                ("100000-deep nested data", v2([1, 3, 32, 32], deep), {}),
+                ("a binary_data_size of 2^63", v2([1, 3, 32, 32], params={"binary_data_size": 2**63}), {}),
+                ("a header length past the body", v2([1, 3, 32, 32], params={"binary_data_size": 12}), header_too_long),
+                ("a header length of -1", v2([1, 3, 32, 32]), {"Inference-Header-Content-Length": "-1"}),
+                ("BYTES input", v2([1, 3, 32, 32], '["x"]', dtype="BYTES"), {}),
+                ("invalid UTF-8", b"\xff\xfe{", {}),
+            ]:
+                raw = body.encode() if isinstance(body, str) else body
+                status, answer = s.request("POST", infer, raw, headers=headers)
+                self.check(f"D19 serve v2: {name} gets a 400 {{\"error\"}}",
+                           status == 400 and answer.startswith(b'{"error"'), f"{status} {answer[:200]!r}")
+                status, _ = s.post(GOOD.read_bytes())
+                self.check(f"D19 serve v2: still serving after {name}", status == 200, str(status))
             # D3: slowloris (headers never finished) and stalled bodies hold no slot for long.
             stalled = []
             for i in range(64):
@@ -300,6 +326,10 @@ class Suite:
             status, body = s.post(GOOD.read_bytes())
             self.check("D15 serve: NaN outputs are a 5xx, not a prediction",
                        status >= 500 and b"non-finite" in body, f"{status} {body[:200]!r}")
+            tensor = {"name": "pixel_values", "datatype": "FP32", "shape": [1, 3, 32, 32], "data": [0.0] * 3072}
+            status, body = s.request("POST", "/v2/models/nan/infer", json.dumps({"inputs": [tensor]}).encode())
+            self.check("D15 serve v2: NaN outputs are a 5xx {\"error\"}, not logits",
+                       status >= 500 and b"non-finite" in body and body.startswith(b'{"error"'), f"{status} {body[:200]!r}")
             status, _ = s.get("/healthz")
             self.check("D15 serve: still serving after a NaN run", status == 200, str(status))
 
@@ -565,10 +595,10 @@ class Server:
         self.logf.seek(0)
         return self.logf.read().decode(errors="replace")[-500:]
 
-    def request(self, method, path, body=None, timeout=30):
+    def request(self, method, path, body=None, timeout=30, headers=None):
         conn = http.client.HTTPConnection(*self.addr, timeout=timeout)
         try:
-            conn.request(method, path, body=body)
+            conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
             return r.status, r.read()
         except OSError as e:

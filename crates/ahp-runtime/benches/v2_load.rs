@@ -228,12 +228,13 @@ fn run(
             let (stop, counting) = (Arc::clone(&stop), Arc::clone(&counting));
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::SeqCst) {
                     let start = Instant::now();
                     if let Err(e) = conn.round_trip() {
                         panic!("request failed: {e}");
                     }
-                    if counting.load(Ordering::Relaxed) {
+                    // only answers completed inside the measured interval count
+                    if counting.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
                         latencies.push(start.elapsed().as_secs_f64() * 1e3);
                     }
                 }
@@ -242,10 +243,10 @@ fn run(
         })
         .collect();
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
-    counting.store(true, Ordering::Relaxed);
+    counting.store(true, Ordering::SeqCst);
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));
-    stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::SeqCst);
     let elapsed = start.elapsed().as_secs_f64();
     let mut all: Vec<f64> = workers
         .into_iter()

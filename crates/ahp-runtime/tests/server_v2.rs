@@ -100,6 +100,10 @@ fn metadata_health_and_index() {
         json!(c.image_embed_dim().expect("embed dim"))
     );
     assert_eq!(s.get("/v2/models/tiny_a/versions/1").json(), meta);
+    let config = s.get("/v2/models/tiny_a/config").json();
+    assert_eq!(config["max_batch_size"], 4);
+    assert_eq!(config["input"][0]["dims"], json!([3, 32, 32]));
+    assert_eq!(config["output"][0]["dims"], json!([6]));
     let index = s.post("/v2/repository/index", &[], b"");
     assert_eq!(
         index.json(),
@@ -167,6 +171,13 @@ fn errors_are_in_the_protocol_form() {
     let px = pixels(1);
     let gzip = [("Content-Encoding", "gzip")];
     let too_many = json_request(5, &vec![0.0; 5 * 3 * 32 * 32]).to_string();
+    let mut nan_px = px.clone();
+    nan_px[100] = f32::NAN;
+    let (nan_len, nan_request) = binary_request(1, &nan_px);
+    let nan_headers = [("Inference-Header-Content-Length", nan_len.as_str())];
+    let mut twice = json_request(1, &px);
+    twice["outputs"] = json!([{"name": "logits"}, {"name": "logits"}]);
+    let twice = twice.to_string();
     // (method, path, headers, body, status, what the message says)
     type Case<'a> = (
         &'a str,
@@ -226,6 +237,30 @@ fn errors_are_in_the_protocol_form() {
             "no version `2`",
         ),
         ("GET", infer_path(), &[], vec![], 405, "not allowed"),
+        (
+            "POST",
+            infer_path(),
+            &nan_headers,
+            nan_request,
+            400,
+            "must be finite",
+        ),
+        (
+            "POST",
+            infer_path(),
+            &[],
+            twice.into_bytes(),
+            400,
+            "requested twice",
+        ),
+        (
+            "GET",
+            "/v2/models/%FF/ready".into(),
+            &[],
+            vec![],
+            400,
+            "bad model path",
+        ),
         ("GET", "/v2/nothing".into(), &[], vec![], 404, "no route"),
         (
             "GET",

@@ -45,6 +45,8 @@ pub struct ServerConfig {
 
 /// Longest accepted [`ServerConfig::batch_window`].
 pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(10);
+/// Largest accepted [`ServerConfig::max_batch`].
+pub const MAX_BATCH: usize = 4096;
 /// Longest accepted timeout or grace period.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -82,6 +84,12 @@ impl ServerConfig {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if self.max_batch > MAX_BATCH {
+            return Err(format!(
+                "max_batch must be at most {MAX_BATCH}, got {}",
+                self.max_batch
+            ));
         }
         if self.batch_window > MAX_BATCH_WINDOW {
             return Err(format!(

@@ -183,7 +183,13 @@ pub(crate) async fn track(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
-    let method = request.method().as_str().to_string();
+    // Only the standard methods become label values: a client inventing methods cannot grow
+    // the label set.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_string();
     let metrics = &state.metrics;
     metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&metrics.in_flight);

@@ -32,8 +32,8 @@
 //! `request_timeout` in all gets 503. On shutdown, requests in flight get `shutdown_grace` to
 //! finish.
 //!
-//! Micro-batching ([`batcher`]): v1 images and v2 tensors are queued as jobs; one task packs
-//! them into model runs of at most `max_batch` images.
+//! Micro-batching ([`batcher`]): v1 images and v2 tensors are queued as jobs; a thread per
+//! session packs them into model runs of at most `max_batch` images.
 
 mod batcher;
 mod config;
@@ -55,11 +55,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore, SemaphorePermit};
+use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
 use crate::Classifier;
 use batcher::{AliveGuard, Batcher, Job, JobOutput};
-pub use config::{check_model_name, ServerConfig, MAX_BATCH_WINDOW, MAX_TIMEOUT};
+pub use config::{check_model_name, ServerConfig, MAX_BATCH, MAX_BATCH_WINDOW, MAX_TIMEOUT};
 use metrics::Metrics;
 pub use v1::ApiError;
 
@@ -69,7 +69,7 @@ pub(crate) struct AppState {
     config: ServerConfig,
     limiter: Semaphore,
     decoders: Arc<Semaphore>,
-    jobs: mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
     batcher_alive: Arc<AtomicBool>,
 }
@@ -150,7 +150,7 @@ impl AppState {
             enqueued: Instant::now(),
             reply,
         };
-        self.jobs.send(job).await.map_err(|_| {
+        self.jobs.send(job).map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -179,12 +179,10 @@ fn shutting_down() -> ApiError {
     )
 }
 
-/// The application: routes plus the batcher task (spawned on the current tokio runtime; it
-/// stops when the router and all its clones are dropped). `config` must pass
-/// [`ServerConfig::validate`].
+/// The application: routes plus the batch threads (one per session; they stop when the router
+/// and all its clones are dropped). `config` must pass [`ServerConfig::validate`].
 pub fn router(classifier: Arc<Classifier>, config: ServerConfig) -> Result<Router, String> {
     config.validate()?;
-    let (tx, rx) = mpsc::channel(config.max_concurrency);
     let metrics = Arc::new(Metrics::default());
     let batcher_alive = Arc::new(AtomicBool::new(true));
     let batcher = Batcher {
@@ -194,7 +192,9 @@ pub fn router(classifier: Arc<Classifier>, config: ServerConfig) -> Result<Route
         metrics: Arc::clone(&metrics),
         alive: AliveGuard(Arc::clone(&batcher_alive)),
     };
-    tokio::spawn(batcher.run(rx));
+    let tx = batcher
+        .start()
+        .map_err(|e| format!("cannot start the batch threads: {e}"))?;
     let state = Arc::new(AppState {
         classifier,
         limiter: Semaphore::new(config.max_concurrency),

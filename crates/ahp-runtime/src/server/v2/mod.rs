@@ -4,7 +4,8 @@
 //! * `GET /v2`: server metadata; `GET /v2/health/live`, `GET /v2/health/ready`: 200 or 503.
 //! * `GET /v2/models/{name}[/versions/1]`: model metadata (platform `onnxruntime_onnx`, inputs
 //!   and outputs with datatypes and shapes, `-1` for the batch).
-//! * `GET /v2/models/{name}[/versions/1]/ready`: 200 or 503.
+//! * `GET /v2/models/{name}[/versions/1]/ready`: 200 or 503; `.../config`: the model
+//!   configuration in Triton's JSON form.
 //! * `POST /v2/models/{name}[/versions/1]/infer`: JSON tensors, or a JSON header of
 //!   `Inference-Header-Content-Length` bytes followed by the binary tensors; outputs as JSON or
 //!   binary (`binary_data` per output, `binary_data_output` for all), `classification: k` for
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,6 +79,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         router = router
             .route(base, get(model_metadata).fallback(method_not_allowed))
             .route(
+                &format!("{base}/config"),
+                get(model_config).fallback(method_not_allowed),
+            )
+            .route(
                 &format!("{base}/ready"),
                 get(model_ready).fallback(method_not_allowed),
             )
@@ -92,8 +98,13 @@ async fn method_not_allowed(request: Request<Body>) -> V2Error {
     V2Error(super::v1::method_not_allowed(request).await)
 }
 
-/// Errors unless `params` name the served model (and version `1`, if a version is given).
-fn check_model(state: &AppState, params: &BTreeMap<String, String>) -> Result<(), V2Error> {
+/// The `{name}` (and `{version}`) of a model route.
+type ModelPath = Result<Path<BTreeMap<String, String>>, PathRejection>;
+
+/// Errors unless the path names the served model (and version `1`, if a version is given).
+fn check_model(state: &AppState, path: ModelPath) -> Result<(), V2Error> {
+    let Path(params) =
+        path.map_err(|e| bad_request(format!("bad model path: {}", e.body_text())))?;
     let served = &state.config.model_name;
     let name = params.get("name").map_or("", String::as_str);
     let not_found =
@@ -140,9 +151,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Result<StatusCode, V2Error
 
 async fn model_ready(
     State(state): State<Arc<AppState>>,
-    Path(params): Path<BTreeMap<String, String>>,
+    path: ModelPath,
 ) -> Result<StatusCode, V2Error> {
-    check_model(&state, &params)?;
+    check_model(&state, path)?;
     state
         .is_ready()
         .then_some(StatusCode::OK)
@@ -151,9 +162,9 @@ async fn model_ready(
 
 async fn model_metadata(
     State(state): State<Arc<AppState>>,
-    Path(params): Path<BTreeMap<String, String>>,
+    path: ModelPath,
 ) -> Result<Json<Value>, V2Error> {
-    check_model(&state, &params)?;
+    check_model(&state, path)?;
     let c = &state.classifier;
     let (h, w) = c.image_size();
     let mut outputs = vec![json!({
@@ -172,7 +183,46 @@ async fn model_metadata(
     })))
 }
 
-async fn index(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, V2Error> {
+/// Triton's model configuration extension (`GET .../config`), as Triton's JSON form of the
+/// `config.pbtxt` that `ahp-export --triton` writes: what `tritonclient`'s `get_model_config` and
+/// load testers such as `perf_analyzer` read.
+async fn model_config(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<Value>, V2Error> {
+    check_model(&state, path)?;
+    let c = &state.classifier;
+    let (h, w) = c.image_size();
+    let mut output = vec![json!({
+        "name": OUTPUT_LOGITS, "data_type": "TYPE_FP32", "dims": [c.labels().len()],
+    })];
+    if c.has_image_embeds() {
+        let p = c.image_embed_dim().map_or(-1, |p| p as i64);
+        output.push(json!({ "name": OUTPUT_IMAGE_EMBEDS, "data_type": "TYPE_FP32", "dims": [p] }));
+    }
+    let config = &state.config;
+    Ok(Json(json!({
+        "name": config.model_name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": config.max_batch,
+        "input": [{ "name": INPUT_PIXEL_VALUES, "data_type": "TYPE_FP32", "dims": [3, h, w] }],
+        "output": output,
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": config.batch_window.as_micros() as u64,
+        },
+        "instance_group": [{ "count": c.num_sessions(), "kind": "KIND_CPU" }],
+    })))
+}
+
+async fn index(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<Value>, V2Error> {
+    let body = {
+        let _slot = state.admit().await?;
+        state.body(request).await?
+    };
     let only_ready = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
@@ -225,20 +275,22 @@ fn binary_header(headers: &HeaderMap) -> Result<Option<usize>, V2Error> {
 
 async fn infer(
     State(state): State<Arc<AppState>>,
-    Path(params): Path<BTreeMap<String, String>>,
+    path: ModelPath,
     request: Request,
 ) -> Result<Response, V2Error> {
-    check_model(&state, &params)?;
-    let header_len = binary_header(request.headers())?;
+    let header_len = binary_header(request.headers());
     let work = async {
         let _slot = state.admit().await?;
+        // The body is read before anything is refused, so a client still sending it gets the
+        // answer rather than a reset connection.
         let body = state.body(request).await?;
-        run_inference(&state, body, header_len).await
+        check_model(&state, path).map_err(|e| e.0)?;
+        run_inference(&state, body, header_len.map_err(|e| e.0)?).await
     };
     state.within_request_timeout(work).await.map_err(V2Error)
 }
 
-/// Decodes the request (on the blocking pool: a JSON body can be megabytes), runs it through the
+/// Decodes the request (a large JSON body on the blocking pool), runs it through the
 /// batcher and encodes the answer.
 async fn run_inference(
     state: &Arc<AppState>,
@@ -252,40 +304,120 @@ async fn run_inference(
         width,
         max_batch: state.config.max_batch,
     };
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
-    let decoded = tokio::task::spawn_blocking(move || request::decode(&body, header_len, spec))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(bad)?;
-    let ctx = response::Context {
-        model_name: &state.config.model_name,
-        labels: c.labels(),
-    };
-    // The requested outputs are checked before the model runs.
-    let nothing = JobOutput {
-        logits: Vec::new(),
-        image_embeds: c.has_image_embeds().then(Vec::new),
-        batch: 0,
-    };
-    response::encode(&ctx, &decoded.request, nothing).map_err(bad)?;
-    let out = state.infer(decoded.pixels, decoded.images).await?;
-    let encoded = response::encode(&ctx, &decoded.request, out).map_err(bad)?;
-    Ok(if encoded.binary.is_empty() {
-        ([(header::CONTENT_TYPE, "application/json")], encoded.header).into_response()
+    let ctx = Arc::new(Ctx {
+        classifier: Arc::clone(c),
+        model_name: state.config.model_name.clone(),
+    });
+    let json_len = header_len.unwrap_or(body.len());
+    let decoded = if json_len <= INLINE_JSON_BYTES {
+        ctx.decode(&body, header_len, spec)
     } else {
-        let header_len = encoded.header.len().to_string();
-        let mut body = encoded.header;
-        body.extend_from_slice(&encoded.binary);
-        (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::HeaderName::from_static(HEADER_CONTENT_LENGTH),
-                    header_len,
-                ),
-            ],
-            body,
-        )
-            .into_response()
-    })
+        // A large JSON body takes milliseconds to parse: on the blocking pool, at most
+        // `decode_concurrency` at once (as images on /v1), not on an async worker.
+        let permit = Arc::clone(&state.decoders)
+            .acquire_owned()
+            .await
+            .map_err(|_| super::shutting_down())?;
+        let ctx = Arc::clone(&ctx);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            ctx.decode(&body, header_len, spec)
+        })
+        .await
+        .map_err(internal)?
+    }
+    .map_err(bad_request_error)?;
+    let out = state.infer(decoded.pixels, decoded.images).await?;
+    let request = decoded.request;
+    let values: usize = out.logits.iter().map(Vec::len).sum::<usize>()
+        + out
+            .image_embeds
+            .iter()
+            .flatten()
+            .map(Vec::len)
+            .sum::<usize>();
+    let encoded = if values <= INLINE_OUTPUT_VALUES {
+        ctx.encode(&request, out)
+    } else {
+        tokio::task::spawn_blocking(move || ctx.encode(&request, out))
+            .await
+            .map_err(internal)?
+    }
+    .map_err(bad_request_error)?;
+    Ok(respond(encoded))
+}
+
+/// JSON parts up to this size are decoded on the async worker (tens of microseconds); larger
+/// ones on the blocking pool.
+const INLINE_JSON_BYTES: usize = 64 << 10;
+/// Responses of up to this many output values are encoded on the async worker.
+const INLINE_OUTPUT_VALUES: usize = 16 << 10;
+
+/// What decoding and encoding need, shareable with the blocking pool.
+struct Ctx {
+    classifier: Arc<crate::Classifier>,
+    model_name: String,
+}
+
+impl Ctx {
+    fn context(&self) -> response::Context<'_> {
+        response::Context {
+            model_name: &self.model_name,
+            labels: self.classifier.labels(),
+        }
+    }
+
+    /// Decodes and checks the request, its requested outputs included (before the model runs).
+    fn decode(
+        &self,
+        body: &[u8],
+        header_len: Option<usize>,
+        spec: InputSpec,
+    ) -> Result<request::Decoded, String> {
+        let decoded = request::decode(body, header_len, spec)?;
+        let nothing = JobOutput {
+            logits: Vec::new(),
+            image_embeds: self.classifier.has_image_embeds().then(Vec::new),
+            batch: 0,
+        };
+        response::encode(&self.context(), &decoded.request, nothing)?;
+        Ok(decoded)
+    }
+
+    fn encode(
+        &self,
+        request: &request::InferRequest,
+        out: JobOutput,
+    ) -> Result<response::Encoded, String> {
+        response::encode(&self.context(), request, out)
+    }
+}
+
+fn bad_request_error(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn internal(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// The HTTP answer: JSON, or the JSON header and the binary outputs after it.
+fn respond(encoded: response::Encoded) -> Response {
+    if encoded.binary.is_empty() {
+        return ([(header::CONTENT_TYPE, "application/json")], encoded.header).into_response();
+    }
+    let header_len = encoded.header.len().to_string();
+    let mut body = encoded.header;
+    body.extend_from_slice(&encoded.binary);
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::HeaderName::from_static(HEADER_CONTENT_LENGTH),
+                header_len,
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -4,14 +4,127 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use std::collections::BTreeMap;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
 
 use ahp_spec::onnx_names::INPUT_PIXEL_VALUES;
 
-/// Request or tensor parameters.
-pub(crate) type Parameters = Map<String, Value>;
+/// The parameters the server reads or refuses; any other is skipped unread (never stored, so a
+/// request cannot make the server hold what it sends in parameters).
+const KNOWN_PARAMETERS: &[&str] = &[
+    "binary_data_size",
+    "binary_data",
+    "binary_data_output",
+    "classification",
+    "shared_memory_region",
+    "shared_memory_byte_size",
+    "shared_memory_offset",
+];
+
+/// A parameter's value: the protocol's parameters are scalars.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Param {
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Text(String),
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Param::Bool(b) => write!(f, "{b}"),
+            Param::Int(i) => write!(f, "{i}"),
+            Param::Uint(u) => write!(f, "{u}"),
+            Param::Float(x) => write!(f, "{x}"),
+            Param::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+impl Param {
+    /// The value as a non-negative integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Param::Uint(u) => Some(*u),
+            Param::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Request or tensor parameters: the known keys with scalar values.
+#[derive(Debug, Default)]
+pub(crate) struct Parameters(BTreeMap<&'static str, Param>);
+
+impl Parameters {
+    /// A known parameter's value, if given.
+    pub fn get(&self, key: &str) -> Option<&Param> {
+        self.0.get(key)
+    }
+}
+
+impl<'de> Deserialize<'de> for Parameters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ParametersVisitor)
+    }
+}
+
+struct ParametersVisitor;
+
+impl<'de> Visitor<'de> for ParametersVisitor {
+    type Value = Parameters;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of parameters")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parameters, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match KNOWN_PARAMETERS.iter().find(|k| **k == key) {
+                Some(known) => {
+                    out.insert(*known, map.next_value::<Param>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Parameters(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Param {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamVisitor)
+    }
+}
+
+struct ParamVisitor;
+
+impl<'de> Visitor<'de> for ParamVisitor {
+    type Value = Param;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a parameter value (boolean, number or string)")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Param, E> {
+        Ok(Param::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Param, E> {
+        Ok(Param::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Param, E> {
+        Ok(Param::Uint(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Param, E> {
+        Ok(Param::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Param, E> {
+        Ok(Param::Text(v.to_string()))
+    }
+}
 
 /// The JSON part of an inference request.
 #[derive(Debug, Deserialize)]
@@ -120,6 +233,12 @@ pub(crate) fn decode(
                 body.len()
             ))
         }
+        Some(0) => {
+            return Err(
+                "Inference-Header-Content-Length 0 (a raw binary request without a JSON header) is not supported: send the JSON header and its length"
+                    .to_string(),
+            )
+        }
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
     };
@@ -161,6 +280,12 @@ pub(crate) fn decode(
         return Err(format!(
             "{} bytes of binary data after the last binary input",
             binary.len()
+        ));
+    }
+    if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "input `{}`: value {i} is {} (FP32 inputs must be finite)",
+            input.name, pixels[i]
         ));
     }
     Ok(Decoded {
@@ -207,6 +332,12 @@ fn check_input(input: &RequestInput, spec: InputSpec) -> Result<usize, String> {
 
 /// The input's `binary_data_size` parameter, if any.
 fn binary_size(input: &RequestInput) -> Result<Option<usize>, String> {
+    if input.parameters.get("shared_memory_region").is_some() {
+        return Err(format!(
+            "input `{}`: shared memory is not supported by this server; send the data in the request",
+            input.name
+        ));
+    }
     match input.parameters.get("binary_data_size") {
         None => Ok(None),
         Some(v) => v
@@ -274,6 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn unknown_parameters_are_skipped_unread() {
+        let big = format!("[{}]", vec!["0"; 10_000].join(","));
+        let body = json("[1,3,2,1]", "[1,2,3,4,5,6]").replace(
+            r#""data""#,
+            &format!(r#""parameters":{{"x":{big},"y":{{"z":1}}}},"data""#),
+        );
+        let d = decode(body.as_bytes(), None, SPEC).expect("decode");
+        assert!(d.request.inputs[0].parameters.0.is_empty());
+        let zero = decode(body.as_bytes(), Some(0), SPEC).expect_err("raw binary");
+        assert!(zero.contains("not supported"), "{zero}");
+    }
+
+    #[test]
     fn binary_data_after_the_header() {
         let header = r#"{"inputs":[{"name":"pixel_values","datatype":"FP32","shape":[2,3,2,1],"parameters":{"binary_data_size":48}}],"outputs":[{"name":"logits","parameters":{"binary_data":true}}]}"#;
         let mut body = header.as_bytes().to_vec();
@@ -327,6 +471,19 @@ mod tests {
             (r#"{"inputs":[]}"#.to_string(), "exactly one input"),
             ("{".to_string(), "not valid JSON"),
             (r#"{"outputs":[]}"#.to_string(), "missing field `inputs`"),
+            (json("[1,3,2,1]", "[1,2,3,4,5,1e39]"), "value 5 is inf"),
+            (
+                json("[1,3,2,1]", "[1,2,3,4,5,6]")
+                    .replace(r#""data""#, r#""parameters":{"binary_data":[1,2]},"data""#),
+                "parameter value",
+            ),
+            (
+                json("[1,3,2,1]", "[1,2,3,4,5,6]").replace(
+                    r#","data":[1,2,3,4,5,6]"#,
+                    r#","parameters":{"shared_memory_region":"r"}"#,
+                ),
+                "shared memory is not supported",
+            ),
         ];
         for (body, expected) in cases {
             let err = decode(body.as_bytes(), None, SPEC).expect_err(&body);

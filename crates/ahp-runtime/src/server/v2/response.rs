@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use ahp_spec::onnx_names::{OUTPUT_IMAGE_EMBEDS, OUTPUT_LOGITS};
 
-use super::request::{InferRequest, Parameters};
+use super::request::{InferRequest, Param, Parameters};
 use crate::server::batcher::JobOutput;
 
 /// Values of one output tensor.
@@ -37,48 +37,53 @@ pub(crate) struct Context<'a> {
     pub labels: &'a [String],
 }
 
-/// Encodes the outputs `request` asks for. The error is the message of a 400 answer.
+/// Encodes the outputs `request` asks for (all of the model's when it names none). The error is
+/// the message of a 400 answer.
 pub(crate) fn encode(
     ctx: &Context<'_>,
     request: &InferRequest,
     out: JobOutput,
 ) -> Result<Encoded, String> {
-    let default_binary =
-        flag(&request.parameters, "binary_data_output", "the request")?.unwrap_or(false);
-    let mut available: Vec<(&str, Vec<Vec<f32>>)> = vec![(OUTPUT_LOGITS, out.logits)];
+    let mut available: Vec<(&str, Option<Vec<Vec<f32>>>)> = vec![(OUTPUT_LOGITS, Some(out.logits))];
     if let Some(embeds) = out.image_embeds {
-        available.push((OUTPUT_IMAGE_EMBEDS, embeds));
+        available.push((OUTPUT_IMAGE_EMBEDS, Some(embeds)));
     }
-    let tensors = match &request.outputs {
-        None => available
+    let wanted = request.outputs.as_deref().unwrap_or_default();
+    if wanted.is_empty() {
+        // As Triton: `binary_data_output` applies when the request names no output.
+        let binary =
+            flag(&request.parameters, "binary_data_output", "the request")?.unwrap_or(false);
+        let tensors = available
             .into_iter()
-            .map(|(name, rows)| plain(name, rows, default_binary))
-            .collect(),
-        Some(wanted) => {
-            let mut tensors = Vec::with_capacity(wanted.len());
-            for w in wanted {
-                let rows = available
-                    .iter()
-                    .find(|(name, _)| *name == w.name)
-                    .map(|(_, rows)| rows.clone())
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = available.iter().map(|(n, _)| *n).collect();
-                        format!(
-                            "unknown output `{}` (outputs: {})",
-                            w.name,
-                            names.join(", ")
-                        )
-                    })?;
-                let what = format!("output `{}`", w.name);
-                let binary = flag(&w.parameters, "binary_data", &what)?.unwrap_or(default_binary);
-                tensors.push(match class_count(&w.parameters, &what)? {
-                    Some(k) => classification(ctx, &w.name, &rows, k, binary),
-                    None => plain(&w.name, rows, binary),
-                });
-            }
-            tensors
+            .filter_map(|(name, rows)| rows.map(|rows| plain(name, rows, binary)))
+            .collect();
+        return Ok(assemble(ctx, request, tensors));
+    }
+    let mut tensors = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let what = format!("output `{}`", w.name);
+        let names: Vec<&str> = available.iter().map(|(n, _)| *n).collect();
+        let names = names.join(", ");
+        let slot = available
+            .iter_mut()
+            .find(|(name, _)| *name == w.name)
+            .ok_or_else(|| format!("unknown output `{}` (outputs: {names})", w.name))?;
+        let rows = slot
+            .1
+            .take()
+            .ok_or_else(|| format!("{what} is requested twice"))?;
+        if w.parameters.get("shared_memory_region").is_some() {
+            return Err(format!(
+                "{what}: shared memory is not supported by this server"
+            ));
         }
-    };
+        // As Triton: an output named in the request is JSON unless it asks for binary.
+        let binary = flag(&w.parameters, "binary_data", &what)?.unwrap_or(false);
+        tensors.push(match class_count(&w.parameters, &what)? {
+            Some(k) => classification(ctx, &w.name, &rows, k, binary),
+            None => plain(&w.name, rows, binary),
+        });
+    }
     Ok(assemble(ctx, request, tensors))
 }
 
@@ -86,25 +91,24 @@ pub(crate) fn encode(
 fn flag(p: &Parameters, key: &str, what: &str) -> Result<Option<bool>, String> {
     match p.get(key) {
         None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Param::Bool(b)) => Ok(Some(*b)),
         Some(v) => Err(format!(
             "{what}: parameter `{key}` must be true or false, got {v}"
         )),
     }
 }
 
-/// The `classification` parameter (a class count of at least 1), if given.
+/// The `classification` parameter: a class count (0, as in Triton: no classification).
 fn class_count(p: &Parameters, what: &str) -> Result<Option<usize>, String> {
     match p.get("classification") {
         None => Ok(None),
         Some(v) => v
             .as_u64()
-            .filter(|k| *k >= 1)
             .and_then(|k| usize::try_from(k).ok())
-            .map(Some)
+            .map(|k| (k > 0).then_some(k))
             .ok_or_else(|| {
                 format!(
-                    "{what}: parameter `classification` must be an integer of at least 1, got {v}"
+                    "{what}: parameter `classification` must be a non-negative integer, got {v}"
                 )
             }),
     }
@@ -249,16 +253,14 @@ mod tests {
     fn binary_outputs_and_classification() {
         let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
         let r = request(
-            r#"{"inputs":[],"outputs":[{"name":"logits","parameters":{"binary_data":true}},{"name":"logits","parameters":{"classification":2,"binary_data":false}}]}"#,
+            r#"{"inputs":[],"outputs":[{"name":"image_embeds","parameters":{"binary_data":true}},{"name":"logits","parameters":{"classification":2,"binary_data":false}}]}"#,
         );
         let e = encode(&ctx(&labels), &r, output()).expect("encode");
         let v: Value = serde_json::from_slice(&e.header).expect("json");
-        assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 24);
-        assert_eq!(e.binary.len(), 24);
-        assert_eq!(
-            f32::from_le_bytes([e.binary[4], e.binary[5], e.binary[6], e.binary[7]]),
-            2.0
-        );
+        assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 16);
+        assert_eq!(e.binary.len(), 16);
+        let last = [e.binary[12], e.binary[13], e.binary[14], e.binary[15]];
+        assert_eq!(f32::from_le_bytes(last), 1.0);
         assert_eq!(v["outputs"][1]["datatype"], "BYTES");
         assert_eq!(
             v["outputs"][1]["data"],
@@ -269,9 +271,9 @@ mod tests {
                 "3.000000:2:car"
             ])
         );
-        // request-level binary_data_output, BYTES in binary: a u32 length before each string
+        // BYTES in binary: a u32 length before each string; no label on image_embeds
         let r = request(
-            r#"{"inputs":[],"parameters":{"binary_data_output":true},"outputs":[{"name":"image_embeds","parameters":{"classification":1}}]}"#,
+            r#"{"inputs":[],"outputs":[{"name":"image_embeds","parameters":{"classification":1,"binary_data":true}}]}"#,
         );
         let e = encode(&ctx(&labels), &r, output()).expect("encode");
         let mut expected = Vec::new();
@@ -283,6 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn binary_data_output_applies_only_when_no_output_is_named() {
+        let labels: Vec<String> = Vec::new();
+        let all = request(r#"{"inputs":[],"outputs":[],"parameters":{"binary_data_output":true}}"#);
+        let e = encode(&ctx(&labels), &all, output()).expect("encode");
+        let v: Value = serde_json::from_slice(&e.header).expect("json");
+        assert_eq!(
+            v["outputs"].as_array().map(Vec::len),
+            Some(2),
+            "[] means all"
+        );
+        assert_eq!(e.binary.len(), (6 + 4) * 4);
+        let named = request(
+            r#"{"inputs":[],"outputs":[{"name":"logits"}],"parameters":{"binary_data_output":true}}"#,
+        );
+        let e = encode(&ctx(&labels), &named, output()).expect("encode");
+        assert!(e.binary.is_empty(), "a named output is JSON unless it asks");
+        let zero = request(
+            r#"{"inputs":[],"outputs":[{"name":"logits","parameters":{"classification":0}}]}"#,
+        );
+        let e = encode(&ctx(&labels), &zero, output()).expect("encode");
+        let v: Value = serde_json::from_slice(&e.header).expect("json");
+        assert_eq!(
+            v["outputs"][0]["datatype"], "FP32",
+            "classification 0 is none"
+        );
+    }
+
+    #[test]
     fn bad_output_requests() {
         let labels: Vec<String> = Vec::new();
         for (json, expected) in [
@@ -291,8 +321,16 @@ mod tests {
                 "unknown output `probs`",
             ),
             (
-                r#"{"inputs":[],"outputs":[{"name":"logits","parameters":{"classification":0}}]}"#,
-                "at least 1",
+                r#"{"inputs":[],"outputs":[{"name":"logits","parameters":{"classification":-1}}]}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"inputs":[],"outputs":[{"name":"logits"},{"name":"logits"}]}"#,
+                "requested twice",
+            ),
+            (
+                r#"{"inputs":[],"outputs":[{"name":"logits","parameters":{"shared_memory_region":"r"}}]}"#,
+                "shared memory",
             ),
             (
                 r#"{"inputs":[],"outputs":[{"name":"logits","parameters":{"binary_data":"yes"}}]}"#,
