@@ -168,20 +168,16 @@ def main():
     ]:
         check(fam in families, f"/metrics has no {fam}: {sorted(families)}")
         check(families[fam].type == kind, f"{fam} is {families[fam].type}, not {kind}")
-    infer_ok = sum(
-        s.value
-        for s in families["ahp_http_requests"].samples
-        if s.name == "ahp_http_requests_total"
-        and s.labels["route"] == "/v2/models/{name}/infer"
-        and s.labels["status"] == "200"
-    )
-    infer_bad = sum(
-        s.value
-        for s in families["ahp_http_requests"].samples
-        if s.name == "ahp_http_requests_total"
-        and s.labels["route"] == "/v2/models/{name}/infer"
-        and s.labels["status"] == "400"
-    )
+    def infer_answers(status):
+        return sum(
+            s.value
+            for s in families["ahp_http_requests"].samples
+            if s.name == "ahp_http_requests_total"
+            and s.labels["route"] == "/v2/models/{name}/infer"
+            and s.labels["status"] == status
+        )
+
+    infer_ok, infer_bad = infer_answers("200"), infer_answers("400")
     # 3 batch sizes x 2 encodings + JSON outputs + classification + 32 concurrent = 40 answered; 5 refused with 400
     # (the unknown model is 404).
     check(infer_ok == 40, f"{infer_ok} successful infer requests counted, expected 40")

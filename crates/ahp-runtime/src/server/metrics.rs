@@ -134,14 +134,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    /// One finished request.
+    /// One finished request (the label strings are allocated only the first time a route,
+    /// method and status are seen).
     fn observe_request(&self, route: &str, method: &str, status: StatusCode, elapsed: Duration) {
-        let key = (route.to_string(), method.to_string(), status.as_u16());
-        *lock(&self.requests).entry(key).or_insert(0) += 1;
-        lock(&self.request_seconds)
-            .entry(route.to_string())
-            .or_insert_with(|| Histogram::new(SECONDS))
-            .observe(elapsed.as_secs_f64());
+        let status = status.as_u16();
+        {
+            let mut requests = lock(&self.requests);
+            let counted = requests
+                .iter_mut()
+                .find(|((r, m, s), _)| r == route && m == method && *s == status);
+            match counted {
+                Some((_, n)) => *n += 1,
+                None => {
+                    requests.insert((route.to_string(), method.to_string(), status), 1);
+                }
+            }
+        }
+        let mut seconds = lock(&self.request_seconds);
+        if !seconds.contains_key(route) {
+            seconds.insert(route.to_string(), Histogram::new(SECONDS));
+        }
+        if let Some(h) = seconds.get_mut(route) {
+            h.observe(elapsed.as_secs_f64());
+        }
     }
 
     /// A model run of `images` images that took `elapsed`, successful or not.
@@ -178,24 +193,27 @@ pub(crate) async fn track(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_string();
+    // MatchedPath is a shared string: cloning it does not copy the route.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     // Only the standard methods become label values: a client inventing methods cannot grow
     // the label set.
-    let method = match request.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
         _ => "other",
-    }
-    .to_string();
+    };
     let metrics = &state.metrics;
     metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&metrics.in_flight);
     let start = Instant::now();
     let response = next.run(request).await;
-    metrics.observe_request(&route, &method, response.status(), start.elapsed());
+    metrics.observe_request(route, method, response.status(), start.elapsed());
     response
 }
 

@@ -142,11 +142,16 @@ async fn live() -> StatusCode {
     StatusCode::OK
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Result<StatusCode, V2Error> {
+/// 200 when the batcher runs, else 503.
+fn readiness(state: &AppState) -> Result<StatusCode, V2Error> {
     state
         .is_ready()
         .then_some(StatusCode::OK)
         .ok_or_else(not_ready)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Result<StatusCode, V2Error> {
+    readiness(&state)
 }
 
 async fn model_ready(
@@ -154,10 +159,20 @@ async fn model_ready(
     path: ModelPath,
 ) -> Result<StatusCode, V2Error> {
     check_model(&state, path)?;
-    state
-        .is_ready()
-        .then_some(StatusCode::OK)
-        .ok_or_else(not_ready)
+    readiness(&state)
+}
+
+/// The model's outputs and their widths without the batch dimension (`-1`: not fixed by the
+/// model), as metadata and configuration report them.
+fn output_widths(c: &crate::Classifier) -> Vec<(&'static str, i64)> {
+    let mut outputs = vec![(OUTPUT_LOGITS, c.labels().len() as i64)];
+    if c.has_image_embeds() {
+        outputs.push((
+            OUTPUT_IMAGE_EMBEDS,
+            c.image_embed_dim().map_or(-1, |p| p as i64),
+        ));
+    }
+    outputs
 }
 
 async fn model_metadata(
@@ -167,13 +182,10 @@ async fn model_metadata(
     check_model(&state, path)?;
     let c = &state.classifier;
     let (h, w) = c.image_size();
-    let mut outputs = vec![json!({
-        "name": OUTPUT_LOGITS, "datatype": "FP32", "shape": [-1, c.labels().len()],
-    })];
-    if c.has_image_embeds() {
-        let p = c.image_embed_dim().map_or(-1, |p| p as i64);
-        outputs.push(json!({ "name": OUTPUT_IMAGE_EMBEDS, "datatype": "FP32", "shape": [-1, p] }));
-    }
+    let outputs: Vec<Value> = output_widths(c)
+        .into_iter()
+        .map(|(name, width)| json!({ "name": name, "datatype": "FP32", "shape": [-1, width] }))
+        .collect();
     Ok(Json(json!({
         "name": state.config.model_name,
         "versions": ["1"],
@@ -193,13 +205,10 @@ async fn model_config(
     check_model(&state, path)?;
     let c = &state.classifier;
     let (h, w) = c.image_size();
-    let mut output = vec![json!({
-        "name": OUTPUT_LOGITS, "data_type": "TYPE_FP32", "dims": [c.labels().len()],
-    })];
-    if c.has_image_embeds() {
-        let p = c.image_embed_dim().map_or(-1, |p| p as i64);
-        output.push(json!({ "name": OUTPUT_IMAGE_EMBEDS, "data_type": "TYPE_FP32", "dims": [p] }));
-    }
+    let output: Vec<Value> = output_widths(c)
+        .into_iter()
+        .map(|(name, width)| json!({ "name": name, "data_type": "TYPE_FP32", "dims": [width] }))
+        .collect();
     let config = &state.config;
     Ok(Json(json!({
         "name": config.model_name,
